@@ -1,0 +1,18 @@
+"""minicnn: a from-scratch framework for teaching modern convolutional networks.
+
+    import minicnn as mc
+    import minicnn.nn as nn
+    import minicnn.nn.functional as F
+"""
+__version__ = "0.1.0"
+
+from minicnn import backend, cuda
+from minicnn.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from minicnn.gradcheck import GradcheckError, gradcheck
+from minicnn.ops import cat, split, stack
+from minicnn.random import manual_seed
+from minicnn import nn, optim  # noqa: E402  (they import the names above)
+
+__all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
+           "GradcheckError", "cat", "stack", "split", "manual_seed", "cuda", "backend", "nn",
+           "optim", "__version__"]

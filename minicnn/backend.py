@@ -1,0 +1,85 @@
+"""Array modules and devices.
+
+Every tensor holds one array: a ``numpy.ndarray`` on the CPU or a ``cupy.ndarray`` on an NVIDIA
+GPU. Ops are written once against ``xp = get_array_module(x)``; only the hand-written kernels in
+``kernels/`` differ per device.
+
+Device names: ``"cpu"``, ``"cuda"`` (``"cuda:0"`` is accepted), and ``"auto"``, which resolves to
+``"cuda"`` when :func:`minicnn.cuda.is_available` and to ``"cpu"`` otherwise. The environment
+variable ``MINICNN_DEVICE=cpu|cuda|auto`` sets the default that :func:`default_device` returns.
+"""
+import os
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def get_array_module(*arrays):
+    """``cupy`` if any argument is a CuPy array, else ``numpy``. Never imports CuPy itself."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            import cupy
+            return cupy
+    return np
+
+
+def device_of(array):
+    """``"cuda"`` for a CuPy array, ``"cpu"`` for anything else."""
+    return "cuda" if type(array).__module__.startswith("cupy") else "cpu"
+
+
+def normalize_device(device):
+    """Check a device name and resolve ``"auto"``; returns ``"cpu"`` or ``"cuda"``.
+
+    Raises a clear error for an unknown name or for ``"cuda"`` on a machine without a usable GPU.
+    """
+    if device is None:
+        return default_device()
+    name = str(device).lower()
+    if name.startswith("cuda:"):
+        name = "cuda"
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: expected one of 'cpu', 'cuda', 'auto'")
+    from minicnn import cuda
+    if name == "auto":
+        return "cuda" if cuda.is_available() else "cpu"
+    if name == "cuda" and not cuda.is_available():
+        raise RuntimeError(
+            "device 'cuda' was asked for but no usable GPU was found "
+            f"({cuda.why_unavailable()}). Install CuPy for your CUDA version "
+            "(pip install 'minicnn[gpu]') on a machine with an NVIDIA GPU, or use device='cpu'.")
+    return name
+
+
+def default_device():
+    """The device named by ``$MINICNN_DEVICE`` (default ``auto``), resolved to cpu or cuda."""
+    env = os.environ.get("MINICNN_DEVICE", "auto").strip() or "auto"
+    if env.lower() not in DEVICES and not env.lower().startswith("cuda:"):
+        raise ValueError(f"MINICNN_DEVICE={env!r} is not a device: use cpu, cuda or auto")
+    return normalize_device(env)
+
+
+def to_device(array, device):
+    """Return ``array`` on ``device`` ("cpu" or "cuda"); no copy when it is already there."""
+    device = normalize_device(device)
+    if device == device_of(array):
+        return array
+    if device == "cpu":
+        return array.get()
+    import cupy
+    return cupy.asarray(array)
+
+
+def to_numpy(array):
+    """A NumPy array with the same values (copies from the GPU when needed)."""
+    return array.get() if device_of(array) == "cuda" else np.asarray(array)
+
+
+def scatter_add(xp, target, index, values):
+    """``target[index] += values`` with repeated indices summed (unbuffered), on either device."""
+    if xp is np:
+        np.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)

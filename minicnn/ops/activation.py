@@ -1,0 +1,78 @@
+"""Element-wise functions: exp, log, relu, tanh, sigmoid.
+
+Each backward is the local derivative times the incoming gradient, written with what forward
+already computed (``tanh' = 1 - y**2``, ``sigmoid' = y (1 - y)``, ``exp' = y``).
+"""
+from minicnn import backend
+from minicnn.autograd import Function
+
+
+class Exp(Function):
+    def forward(self, x):
+        self.y = backend.get_array_module(x).exp(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return backend.get_array_module(x).log(x)
+
+    def backward(self, gy):
+        return gy / self.x
+
+
+class ReLU(Function):
+    """``max(x, 0)``. NOTE: at exactly 0 the derivative is taken as 0 (as PyTorch does); a
+    numerical gradient check straddling 0 sees a kink, so tests keep inputs away from it."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, gy):
+        return gy * self.mask
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.y = backend.get_array_module(x).tanh(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * (1 - self.y * self.y)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        # 1 / (1 + exp(-x)) overflows for large negative x; this identity never does
+        self.y = 0.5 * (backend.get_array_module(x).tanh(0.5 * x) + 1)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y * (1 - self.y)
+
+
+def exp(x):
+    return Exp()(x)
+
+
+def log(x):
+    return Log()(x)
+
+
+def relu(x):
+    """``max(x, 0)`` element-wise."""
+    return ReLU()(x)
+
+
+def tanh(x):
+    return Tanh()(x)
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))`` element-wise, computed without overflow."""
+    return Sigmoid()(x)

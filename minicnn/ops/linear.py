@@ -1,0 +1,44 @@
+"""The fully connected layer as one op: ``y = x @ W.T + b`` with ``W`` of shape (out, in).
+
+One fused op instead of matmul + transpose + add: three GEMMs and a sum, and no graph nodes in
+between (small nets like LeNet spend much of their time in Python per op).
+"""
+from minicnn.autograd import Function, as_tensor
+
+
+class Linear(Function):
+    def forward(self, x, w, b=None):
+        self.x, self.w, self.has_bias = x, w, b is not None
+        y = x @ w.T
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, gy):
+        x2 = self.x.reshape(-1, self.x.shape[-1])
+        gy2 = gy.reshape(-1, gy.shape[-1])
+        gx = gy @ self.w             # (..., out) @ (out, in) -> (..., in)
+        gw = gy2.T @ x2              # (out, M) @ (M, in) -> (out, in)
+        if self.has_bias:
+            return gx, gw, gy2.sum(axis=0)
+        return gx, gw
+
+
+def linear(x, weight, bias=None):
+    """``x @ weight.T + bias``; ``x`` is (..., in_features), ``weight`` (out_features,
+    in_features), ``bias`` (out_features,). Output (..., out_features)."""
+    x, weight = as_tensor(x), as_tensor(weight)
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be (out_features, in_features), got shape "
+                         f"{tuple(weight.shape)}")
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {tuple(x.shape)} has {x.shape[-1] if x.ndim else 0} "
+                         f"features but the weight {tuple(weight.shape)} expects "
+                         f"{weight.shape[1]}")
+    if bias is None:
+        return Linear()(x, weight)
+    bias = as_tensor(bias)
+    if bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got "
+                         f"{tuple(bias.shape)}")
+    return Linear()(x, weight, bias)

@@ -1,0 +1,245 @@
+"""Ops that move elements without computing: reshape, transpose, indexing, cat, stack, split, pad.
+
+Their backward passes move the gradient back to where each element came from. Indexing is the
+interesting one: an element picked twice (``x[[0, 0]]``) receives the sum of both gradients, a
+scatter-add.
+"""
+import numpy as np
+
+from minicnn import backend
+from minicnn.autograd import Function, Tensor, as_tensor
+
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.in_shape)
+
+
+class Transpose(Function):
+    """Permute the axes: output axis ``i`` is input axis ``axes[i]``."""
+
+    def __init__(self, axes):
+        self.axes = axes
+
+    def forward(self, x):
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        return gy.transpose(np.argsort(self.axes))
+
+
+def _is_basic_index(key):
+    """True when ``key`` holds only ints, slices, None and Ellipsis (no element is picked twice)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(isinstance(k, (int, np.integer, slice)) or k is None or k is Ellipsis
+               for k in parts)
+
+
+class GetItem(Function):
+    def __init__(self, key):
+        self.key = key
+
+    def forward(self, x):
+        self.in_shape, self.in_dtype = x.shape, x.dtype
+        return x[self.key]
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        gx = xp.zeros(self.in_shape, dtype=gy.dtype)
+        if _is_basic_index(self.key):
+            gx[self.key] = gy
+        else:  # advanced indexing may pick an element several times: sum, don't overwrite
+            backend.scatter_add(xp, gx, self.key, gy)
+        return gx
+
+
+class Cat(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *xs):
+        self.sizes = [x.shape[self.axis] for x in xs]
+        return backend.get_array_module(xs[0]).concatenate(xs, axis=self.axis)
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        return tuple(xp.split(gy, np.cumsum(self.sizes)[:-1], axis=self.axis))
+
+
+class Stack(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *xs):
+        return backend.get_array_module(xs[0]).stack(xs, axis=self.axis)
+
+    def backward(self, gy):
+        n = gy.shape[self.axis]
+        return tuple(gy.take(i, axis=self.axis) for i in range(n))
+
+
+class Split(Function):
+    """Split along ``axis`` into pieces of the given sizes (several outputs)."""
+
+    def __init__(self, sizes, axis):
+        self.sizes, self.axis = list(sizes), axis
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        pieces = xp.split(x, np.cumsum(self.sizes)[:-1], axis=self.axis)
+        self.output_shapes = [p.shape for p in pieces]
+        return tuple(pieces)
+
+    def backward(self, *gys):
+        return backend.get_array_module(gys[0]).concatenate(gys, axis=self.axis)
+
+
+class Pad(Function):
+    """Constant padding; ``widths`` holds one (before, after) pair per axis."""
+
+    def __init__(self, widths, value=0.0):
+        self.widths, self.value = widths, value
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        return xp.pad(x, self.widths, mode="constant", constant_values=self.value)
+
+    def backward(self, gy):
+        return gy[tuple(slice(b, gy.shape[i] - a) for i, (b, a) in enumerate(self.widths))]
+
+
+# ---- functions ------------------------------------------------------------------------------
+
+def _normalize_axis(axis, ndim, name):
+    if not -ndim <= axis < max(ndim, 1):
+        raise IndexError(f"{name}: axis {axis} is out of range for a tensor with {ndim} axes")
+    return axis % ndim if ndim else 0
+
+
+def reshape(x, *shape):
+    """``x`` with a new shape of the same number of elements (one axis may be -1)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    x = as_tensor(x)
+    known = int(np.prod([s for s in shape if s != -1]))
+    if shape.count(-1) > 1 or (-1 not in shape and known != x.size) or \
+            (-1 in shape and (known == 0 or x.size % known)):
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} "
+                         f"({x.size} elements) into {shape}")
+    return Reshape(shape)(x)
+
+
+def permute(x, *axes):
+    """Reorder the axes: output axis ``i`` is input axis ``axes[i]``."""
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    x = as_tensor(x)
+    if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+        raise ValueError(f"permute: {axes} is not a permutation of the {x.ndim} axes of a "
+                         f"tensor of shape {tuple(x.shape)}")
+    return Transpose(tuple(a % x.ndim for a in axes))(x)
+
+
+def transpose(x, *axes):
+    """PyTorch's rule for two axes (``transpose(0, 1)`` swaps them); NumPy's for none (reverse
+    all) or a full permutation."""
+    x = as_tensor(x)
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    if len(axes) == 0:
+        return permute(x, *reversed(range(x.ndim)))
+    if len(axes) == 2:
+        order = list(range(x.ndim))
+        i, j = (_normalize_axis(a, x.ndim, "transpose") for a in axes)
+        order[i], order[j] = order[j], order[i]
+        return permute(x, *order)
+    return permute(x, *axes)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge axes ``start_dim..end_dim`` into one (``Tensor.flatten`` and ``torch.flatten``)."""
+    x = as_tensor(x)
+    s = _normalize_axis(start_dim, x.ndim, "flatten")
+    e = _normalize_axis(end_dim, x.ndim, "flatten")
+    if x.ndim == 0:
+        return reshape(x, 1)
+    return reshape(x, *x.shape[:s], -1, *x.shape[e + 1:])
+
+
+def getitem(x, key):
+    if isinstance(key, Tensor):
+        key = key.data
+    elif isinstance(key, tuple):
+        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+    return GetItem(key)(x)
+
+
+def cat(tensors, axis=0):
+    """Join tensors along an existing axis; all other axes must agree (``torch.cat``)."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    first = tensors[0]
+    axis = _normalize_axis(axis, first.ndim, "cat")
+    for i, t in enumerate(tensors[1:], 1):
+        if t.ndim != first.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape))
+                                       if k != axis):
+            raise ValueError(f"cat: tensor {i} has shape {tuple(t.shape)} but tensor 0 has "
+                             f"{tuple(first.shape)}; they may differ only along axis {axis}")
+    return Cat(axis)(*tensors)
+
+
+def stack(tensors, axis=0):
+    """Join same-shaped tensors along a new axis (``torch.stack``)."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    for i, t in enumerate(tensors[1:], 1):
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: tensor {i} has shape {tuple(t.shape)} but tensor 0 has "
+                             f"{tuple(tensors[0].shape)}; all must be equal")
+    return Stack(_normalize_axis(axis, tensors[0].ndim + 1, "stack"))(*tensors)
+
+
+def split(x, split_size_or_sections, axis=0):
+    """``torch.split``: pieces of ``split_size`` (the last may be smaller) or of the given sizes."""
+    x = as_tensor(x)
+    axis = _normalize_axis(axis, x.ndim, "split")
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError(f"split: split_size must be positive, got {size}")
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if sum(sizes) != n or any(s < 0 for s in sizes):
+            raise ValueError(f"split: sizes {sizes} do not add up to {n}, the length of axis "
+                             f"{axis}")
+    out = Split(sizes, axis)(x)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def pad(x, pad, mode="constant", value=0.0):
+    """``F.pad`` with PyTorch's convention: ``pad`` lists (before, after) pairs starting from the
+    LAST axis: ``(left, right)`` pads width, ``(left, right, top, bottom)`` width and height."""
+    x = as_tensor(x)
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported, only 'constant'")
+    pad = [int(p) for p in pad]
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: expected an even number of widths, at most 2 per axis of a "
+                         f"{x.ndim}-axis tensor, got {tuple(pad)}")
+    if any(p < 0 for p in pad):
+        raise ValueError(f"pad: widths must be non-negative, got {tuple(pad)}")
+    widths = [(0, 0)] * x.ndim
+    for k in range(len(pad) // 2):
+        widths[x.ndim - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    return Pad(tuple(widths), value)(x)
