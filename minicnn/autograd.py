@@ -36,14 +36,16 @@ def is_grad_enabled():
 class _GradMode(contextlib.ContextDecorator):
     def __init__(self, enabled):
         self.enabled = enabled
+        self.previous = []  # a stack: a decorated function may call itself (re-entered)
 
     def __enter__(self):
         global _grad_enabled
-        self.previous, _grad_enabled = _grad_enabled, self.enabled
+        self.previous.append(_grad_enabled)
+        _grad_enabled = self.enabled
 
     def __exit__(self, *exc):
         global _grad_enabled
-        _grad_enabled = self.previous
+        _grad_enabled = self.previous.pop()
         return False
 
 
@@ -83,6 +85,8 @@ class Function:
         single = not isinstance(ys, tuple)
         if single:
             ys = (ys,)
+        # NumPy reductions over all axes return scalars (np.float32), not 0-d arrays
+        ys = tuple(np.asarray(y) if isinstance(y, np.generic) else y for y in ys)
         record = _grad_enabled and any(x.requires_grad for x in inputs)
         outputs = tuple(Tensor._wrap(y, record) for y in ys)
         if record:
@@ -384,6 +388,10 @@ class Tensor:
         return self._compare(other, lambda a, b: a >= b)
 
     __hash__ = object.__hash__
+
+    def __bool__(self):
+        # ``if loss < best:``; NumPy raises for several elements, as PyTorch does
+        return bool(self.data)
 
     # ---- methods -------------------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):

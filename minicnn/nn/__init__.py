@@ -1,0 +1,17 @@
+"""``minicnn.nn``: modules, layers, containers, losses, initialisation (PyTorch's ``torch.nn``).
+
+    import minicnn.nn as nn
+    import minicnn.nn.functional as F
+"""
+from minicnn.nn import functional, init
+from minicnn.nn.activation import LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from minicnn.nn.containers import ModuleDict, ModuleList, Sequential
+from minicnn.nn.flatten import Flatten
+from minicnn.nn.linear import Identity, Linear
+from minicnn.nn.loss import CrossEntropyLoss, MSELoss
+from minicnn.nn.module import Module, StateDictError
+from minicnn.nn.parameter import Parameter
+
+__all__ = ["Module", "Parameter", "StateDictError", "Sequential", "ModuleList", "ModuleDict",
+           "Linear", "Identity", "ReLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Flatten",
+           "CrossEntropyLoss", "MSELoss", "init", "functional"]

@@ -167,6 +167,8 @@ def pow(x, exponent):
     if hasattr(exponent, "creator"):
         raise TypeError("pow: the exponent must be a number; for a tensor exponent write "
                         "(b * a.log()).exp()")
+    if isinstance(exponent, np.generic):  # np.float64(0.5) would turn float32 into float64
+        exponent = exponent.item()
     return Pow(exponent)(x)
 
 
@@ -183,6 +185,9 @@ def matmul(a, b):
             f"last axis of the first ({a.shape[-1]}) must equal the "
             f"{'second-to-last' if b.ndim > 1 else 'only'} axis of the second "
             f"({b.shape[-2 if b.ndim > 1 else 0]})")
+    if a.dtype != b.dtype and a.dtype.kind == "f" and b.dtype.kind == "f":
+        raise TypeError(f"matmul: operands are {a.dtype} and {b.dtype}; convert one of them "
+                        "(.float() or .double()) so that no silent float64 copy is made")
     if a.ndim == 1:
         return matmul(a.reshape(1, -1), b).reshape(*b.shape[:-2], b.shape[-1]) \
             if b.ndim > 1 else (a * b).sum()

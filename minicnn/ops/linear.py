@@ -35,6 +35,10 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: input of shape {tuple(x.shape)} has {x.shape[-1] if x.ndim else 0} "
                          f"features but the weight {tuple(weight.shape)} expects "
                          f"{weight.shape[1]}")
+    if x.dtype != weight.dtype:  # NumPy would silently promote the whole layer to float64
+        raise TypeError(f"linear: input is {x.dtype} but the weight is {weight.dtype}; convert "
+                        f"the input (x.float() for float32) or the layer "
+                        f"(model.to(dtype=np.{x.dtype}))")
     if bias is None:
         return Linear()(x, weight)
     bias = as_tensor(bias)

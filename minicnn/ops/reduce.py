@@ -4,6 +4,8 @@ Each output element is made of several inputs, so in the backward pass its gradi
 back (broadcast) to all of them: unchanged for ``sum``, divided by their number for ``mean``,
 and only to the largest one for ``max``.
 """
+import builtins
+
 from minicnn import backend
 from minicnn.autograd import Function, as_tensor
 
@@ -13,7 +15,7 @@ def _axes(axis, ndim):
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < builtins.max(ndim, 1):  # (``max`` below is the op)
             raise IndexError(f"reduction over axis {a} of a tensor with {ndim} axes")
     return tuple(sorted(a % ndim for a in axes)) if ndim else ()
 

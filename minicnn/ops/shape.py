@@ -170,6 +170,9 @@ def flatten(x, start_dim=0, end_dim=-1):
     e = _normalize_axis(end_dim, x.ndim, "flatten")
     if x.ndim == 0:
         return reshape(x, 1)
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a "
+                         f"tensor of shape {tuple(x.shape)}")
     return reshape(x, *x.shape[:s], -1, *x.shape[e + 1:])
 
 

@@ -1,0 +1,49 @@
+"""``minicnn.nn.functional`` (imported as ``F``): the ops as plain functions, with PyTorch's
+names and keywords (``dim`` where the ops in ``minicnn.ops`` say ``axis``).
+
+The work happens in ``minicnn.ops``; this module only adapts signatures. Layers in ``minicnn.nn``
+call these functions in their ``forward``.
+"""
+from minicnn import ops
+from minicnn.ops import linear, mse_loss, pad, sigmoid, tanh
+
+__all__ = ["linear", "relu", "tanh", "sigmoid", "softmax", "log_softmax", "cross_entropy",
+           "mse_loss", "pad", "flatten"]
+
+
+def relu(input, inplace=False):
+    """``max(input, 0)``. ``inplace`` is accepted for PyTorch compatibility and ignored: minicnn
+    always returns a new tensor (an in-place op would overwrite what backward needs)."""
+    return ops.relu(input)
+
+
+def softmax(input, dim=-1):
+    """``exp(x) / sum(exp(x))`` along ``dim`` (computed after subtracting the maximum)."""
+    return ops.softmax(input, axis=dim)
+
+
+def log_softmax(input, dim=-1):
+    """``log(softmax(x))`` along ``dim``, computed stably (never the log of a tiny number)."""
+    return ops.log_softmax(input, axis=dim)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0):
+    """Cross-entropy of logits against integer class targets (PyTorch's ``F.cross_entropy``).
+
+    ``input`` (N, C) with ``target`` (N,), or per pixel (N, C, H, W) with (N, H, W). Targets
+    equal to ``ignore_index`` are skipped. ``weight`` and ``label_smoothing`` are not supported.
+    """
+    if weight is not None or label_smoothing:
+        raise NotImplementedError("cross_entropy: class weights and label smoothing are not "
+                                  "supported in minicnn")
+    return ops.cross_entropy(input, target, reduction=reduction, ignore_index=ignore_index)
+
+
+def flatten(input, start_dim=1, end_dim=-1):
+    """Merge axes ``start_dim..end_dim`` into one.
+
+    NOTE: the default ``start_dim=1`` keeps the batch axis, (N, C, H, W) -> (N, C*H*W), like
+    ``nn.Flatten``; ``torch.flatten`` (and ``Tensor.flatten``) default to ``start_dim=0``.
+    """
+    return ops.flatten(input, start_dim, end_dim)
