@@ -26,3 +26,12 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 def test_ci_installs_the_pinned_torch_oracle():
     assert 'torch==2.13.0' in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_python_example_runs():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)\n```", text, flags=re.S)
+    assert blocks
+    namespace = {}
+    exec(compile(blocks[0], "README.md example", "exec"), namespace)
+    assert namespace["loss"].item() < 1.0  # it learned: chance level is log(3) = 1.0986
