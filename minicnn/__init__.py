@@ -7,12 +7,13 @@
 __version__ = "0.1.0"
 
 from minicnn import backend, cuda
-from minicnn.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from minicnn.autograd import (AnomalyError, Function, Tensor, detect_anomaly, enable_grad,
+                              is_grad_enabled, no_grad)
 from minicnn.gradcheck import GradcheckError, gradcheck
 from minicnn.ops import cat, split, stack
 from minicnn.random import manual_seed
 from minicnn import nn, optim  # noqa: E402  (they import the names above)
 
-__all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
+__all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad", "is_grad_enabled", "gradcheck",
            "GradcheckError", "cat", "stack", "split", "manual_seed", "cuda", "backend", "nn",
            "optim", "__version__"]

@@ -59,6 +59,49 @@ def enable_grad():
     return _GradMode(True)
 
 
+_anomaly = False
+
+
+class AnomalyError(FloatingPointError):
+    """An op produced NaN or Inf inside ``detect_anomaly()``; the message names the op."""
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Anomaly mode: check every op's outputs (forward) and input gradients (backward) for NaN
+    and Inf, and raise :class:`AnomalyError` naming the first op that produced one.
+
+    Slower (one pass over every array), so it is off by default: switch it on to find where a
+    NaN loss came from. ``with mc.detect_anomaly(): loss = model(x) ...; loss.backward()``.
+    """
+
+    def __init__(self, enabled=True):
+        self.enabled, self.previous = enabled, []
+
+    def __enter__(self):
+        global _anomaly
+        self.previous.append(_anomaly)
+        _anomaly = self.enabled
+
+    def __exit__(self, *exc):
+        global _anomaly
+        _anomaly = self.previous.pop()
+        return False
+
+
+def _check_finite(fn, arrays, what):
+    for i, a in enumerate(arrays):
+        if a is not None and a.dtype.kind in "fc" and not bool(backend.get_array_module(a)
+                                                                 .isfinite(a).all()):
+            xp = backend.get_array_module(a)
+            n_nan, n_inf = int(xp.isnan(a).sum()), int(xp.isinf(a).sum())
+            shapes = ", ".join(str(tuple(x.shape)) for x in fn.inputs) if fn.inputs else "?"
+            raise AnomalyError(
+                f"{type(fn).__name__} produced {n_nan} NaN and {n_inf} Inf values in its "
+                f"{what} {i} (shape {tuple(a.shape)}; inputs of shapes {shapes}). Look at this "
+                "op's inputs: a log of 0, a division by 0, an exp that overflowed, or a learning "
+                "rate so large that the weights blew up.")
+
+
 # ---------------------------------------------------------------------------------------------
 # Function: one op, forward and backward together
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +130,9 @@ class Function:
             ys = (ys,)
         # NumPy reductions over all axes return scalars (np.float32), not 0-d arrays
         ys = tuple(np.asarray(y) if isinstance(y, np.generic) else y for y in ys)
+        if _anomaly:
+            self.inputs = inputs
+            _check_finite(self, ys, "output")
         record = _grad_enabled and any(x.requires_grad for x in inputs)
         outputs = tuple(Tensor._wrap(y, record) for y in ys)
         if record:
@@ -522,6 +568,8 @@ def run_backward(root, seed):
             gxs = fn.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
+            if _anomaly:
+                _check_finite(fn, gxs, "gradient for input")
             for x, gx in zip(fn.inputs, gxs):
                 if gx is None or not x.requires_grad:
                     continue

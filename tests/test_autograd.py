@@ -373,3 +373,24 @@ def test_linear_and_matmul_refuse_mixed_float_dtypes():
 def test_flatten_rejects_start_after_end():
     with pytest.raises(ValueError, match="start_dim 2 comes after end_dim 1"):
         mc.Tensor(np.zeros((2, 3, 4))).flatten(2, 1)
+
+
+def test_anomaly_mode_names_the_op_that_made_a_nan():
+    x = mc.Tensor(np.array([1.0, 0.0, 2.0], np.float32), requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = (x.log() * 0.0).sum()  # log(0) = -inf, -inf * 0 = nan: silent without anomaly mode
+        assert np.isnan(y.item())
+        with mc.detect_anomaly():
+            with pytest.raises(mc.AnomalyError, match=r"^Log produced 0 NaN and 1 Inf"):
+                x.log()
+            with pytest.raises(mc.AnomalyError, match=r"^Mul produced 1 NaN and 0 Inf"):
+                mc.Tensor(np.array([-np.inf], np.float32)) * 0.0
+
+
+def test_anomaly_mode_checks_gradients_in_backward():
+    x = mc.Tensor(np.array([0.0, 1.0], np.float32), requires_grad=True)
+    y = (x ** 0.5).sum()  # d sqrt(x) / dx = inf at 0, finite forward
+    with mc.detect_anomaly(), np.errstate(divide="ignore"):
+        with pytest.raises(mc.AnomalyError, match=r"^Pow produced .* gradient for input 0"):
+            y.backward()
+    assert not mc.autograd._anomaly  # switched off again after the block
