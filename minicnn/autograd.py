@@ -586,7 +586,7 @@ def run_backward(root, seed):
         if leaf._hooks:
             grad = _run_hooks(leaf._hooks, grad)
         # copy: the same array may have been handed to several leaves, or be a read-only view
-        leaf.grad = grad.copy() if leaf.grad is None else leaf.grad + grad
+        leaf.grad = grad.copy(order="K") if leaf.grad is None else leaf.grad + grad
 
 
 def _zeros_for_output(fn, index, like):

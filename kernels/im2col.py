@@ -1,0 +1,229 @@
+"""im2col and col2im: the two loops that turn a convolution into one matrix product.
+
+Layout. minicnn's convolution works on channels-last images ``x`` of shape ``(N, H, W, C)``
+(the public tensors are NCHW-shaped views of that memory, see ``minicnn/ops/conv.py``). For a
+``KH x KW`` kernel with stride ``(sH, sW)`` and zero padding ``(pH, pW)`` the output has
+
+    OH = (H + 2*pH - KH) // sH + 1        OW = (W + 2*pW - KW) // sW + 1
+
+pixels per column and row, and im2col builds the column matrix (one row per output pixel, one
+column per weight of a filter)::
+
+    cols[(n, oh, ow), (kh, kw, c)] = x[n, oh*sH - pH + kh, ow*sW - pW + kw, c]
+
+with 0 where that row or column index falls into the padding. Row ``(n, oh, ow)`` is
+``(n*OH + oh)*OW + ow`` and column ``(kh, kw, c)`` is ``(kh*KW + kw)*C + c``: the row holds the
+window under the kernel, read row by row, with the C channels of a pixel side by side. Then a
+convolution is ``y = cols @ W.T`` with ``W[oc, (kh, kw, c)] = weight[oc, c, kh, kw]``, and the
+result, ``(N*OH*OW, OC)``, already is the channels-last output ``(N, OH, OW, OC)``.
+
+col2im is the adjoint (transpose) of im2col: it sends every entry of a column matrix back to the
+pixel it was copied from and sums what lands on the same pixel (a pixel sits in up to
+``ceil(KH/sH) * ceil(KW/sW)`` windows). That is how the gradient ``gcols = gy @ W`` of the
+columns becomes the gradient of the image, and it is the forward pass of a transposed
+convolution::
+
+    gx[n, y, x, c] = sum of gcols[(n, oh, ow), (kh, kw, c)]
+                     over all (oh, ow, kh, kw) with oh*sH - pH + kh = y, ow*sW - pW + kw = x
+
+Each kernel comes twice:
+
+* a readable NumPy version (``*_reference``), the lecture's: for each of the ``KH*KW`` kernel
+  offsets ``(kh, kw)`` one strided slice of the padded image,
+  ``x_padded[:, kh : kh + sH*OH : sH, kw : kw + sW*OW : sW, :]``, holds the pixel under that
+  offset for every output position at once (the textbook im2col); col2im adds the same slices
+  back. It works on any array module (NumPy or CuPy) and is what the tests compare against;
+* a numba twin (``*_numba``), what the CPU runs. Its im2col copies contiguous runs: with
+  channels last, the ``KW`` pixels of one kernel row are ``KW*C`` consecutive numbers in ``x`` and
+  in ``cols``. Its col2im is a *gather*: every pixel of ``gx`` sums the column entries that came
+  from it (each output element written once, so no ``np.add.at`` and no write conflicts).
+
+NOTE: the numba twins are serial (no ``parallel=True``) and release the GIL (``nogil=True``): the
+convolution runs them on chunks of a few images that fit in the CPU cache, several chunks at once
+on its own worker threads, each followed by a single-threaded GEMM (``minicnn/ops/conv.py``).
+A ``prange`` region inside them would fight those threads (and OpenBLAS's, which keep spinning
+for a while after each multi-threaded GEMM): on a 2-core machine that made the copies 10-100
+times slower, while the serial copy of an in-cache chunk already runs close to ``memcpy`` speed.
+
+The CUDA C twins come with the GPU work; until then CuPy arrays take the reference versions.
+:func:`im2col` and :func:`col2im` choose the version for an array.
+"""
+import numpy as np
+from numba import njit
+
+from minicnn import backend
+
+
+def output_size(size, kernel, stride, padding):
+    """Output length along one axis: ``(size + 2*padding - kernel) // stride + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _sizes(shape, kernel_size, stride, padding):
+    N, H, W, C = shape
+    (KH, KW), (sH, sW), (pH, pW) = kernel_size, stride, padding
+    return N, H, W, C, output_size(H, KH, sH, pH), output_size(W, KW, sW, pW)
+
+
+def _check_out(out, shape, dtype, what):
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"{what}: out must have shape {shape} and dtype {dtype}, got "
+                         f"{out.shape} {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{what}: out must be C-contiguous")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy reference (the lecture version; any array module)
+# ---------------------------------------------------------------------------------------------
+
+def im2col_reference(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """Channels-last image ``x`` (N, H, W, C) -> column matrix (N*OH*OW, KH*KW*C).
+
+    ``kernel_size``, ``stride`` and ``padding`` are pairs (rows, columns).
+    """
+    xp = backend.get_array_module(x)
+    N, H, W, C, OH, OW = _sizes(x.shape, kernel_size, stride, padding)
+    (KH, KW), (sH, sW), (pH, pW) = kernel_size, stride, padding
+    padded = xp.pad(x, ((0, 0), (pH, pH), (pW, pW), (0, 0)))
+    cols = xp.empty((N, OH, OW, KH, KW, C), dtype=x.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            # the pixel under kernel offset (kh, kw), for every output position at once
+            cols[:, :, :, kh, kw, :] = padded[:, kh:kh + sH * OH:sH, kw:kw + sW * OW:sW, :]
+    cols = cols.reshape(N * OH * OW, KH * KW * C)
+    if out is None:
+        return cols
+    _check_out(out, cols.shape, cols.dtype, "im2col")[...] = cols
+    return out
+
+
+def col2im_reference(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """Column matrix (N*OH*OW, KH*KW*C) -> image (N, H, W, C) of ``image_shape``, summing the
+    entries that belong to the same pixel (the adjoint of :func:`im2col_reference`)."""
+    xp = backend.get_array_module(cols)
+    N, H, W, C, OH, OW = _sizes(image_shape, kernel_size, stride, padding)
+    (KH, KW), (sH, sW), (pH, pW) = kernel_size, stride, padding
+    cols = cols.reshape(N, OH, OW, KH, KW, C)
+    # room for the padding on both sides; the last windows may stop short of the far edge
+    padded = xp.zeros((N, H + 2 * pH, W + 2 * pW, C), dtype=cols.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            padded[:, kh:kh + sH * OH:sH, kw:kw + sW * OW:sW, :] += cols[:, :, :, kh, kw, :]
+    image = padded[:, pH:pH + H, pW:pW + W, :]
+    if out is None:
+        return xp.ascontiguousarray(image)
+    _check_out(out, tuple(image_shape), cols.dtype, "col2im")[...] = image
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# numba twins (NumPy arrays, C-contiguous)
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def _im2col_nhwc(x, KH, KW, sH, sW, pH, pW, OH, OW, cols):
+    N, H, W, C = x.shape
+    image_rows = x.reshape(N, H, W * C)               # one image row: W*C numbers in a run
+    col_rows = cols.reshape(N * OH * OW, KH, KW * C)  # one kernel row of a window: KW*C numbers
+    run = KW * C
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                row = (n * OH + oh) * OW + ow
+                left = ow * sW - pW                   # input column under kernel column 0
+                for kh in range(KH):
+                    y = oh * sH - pH + kh             # input row under kernel row kh
+                    dst = col_rows[row, kh]
+                    if y < 0 or y >= H:               # the whole kernel row is in the padding
+                        for t in range(run):
+                            dst[t] = 0
+                    elif left >= 0 and left + KW <= W:  # fully inside: one contiguous copy
+                        src = image_rows[n, y, left * C:left * C + run]
+                        for t in range(run):
+                            dst[t] = src[t]
+                    else:                             # partly in the left or right padding
+                        for kw in range(KW):
+                            xx = left + kw
+                            if 0 <= xx < W:
+                                for c in range(C):
+                                    dst[kw * C + c] = x[n, y, xx, c]
+                            else:
+                                for c in range(C):
+                                    dst[kw * C + c] = 0
+    return cols
+
+
+@njit(cache=True, nogil=True)
+def _col2im_nhwc(cols, KH, KW, sH, sW, pH, pW, OH, OW, gx):
+    N, H, W, C = gx.shape
+    windows = cols.reshape(N * OH * OW, KH, KW, C)
+    for n in range(N):
+        for y in range(H):
+            for xx in range(W):
+                for c in range(C):
+                    gx[n, y, xx, c] = 0
+                # the windows holding pixel (y, xx): y = oh*sH - pH + kh, so kh = y + pH (mod sH);
+                # as kh grows oh shrinks, and once it is negative no later kh fits
+                for kh in range((y + pH) % sH, KH, sH):
+                    oh = (y + pH - kh) // sH
+                    if oh < 0:
+                        break
+                    if oh >= OH:
+                        continue
+                    for kw in range((xx + pW) % sW, KW, sW):
+                        ow = (xx + pW - kw) // sW
+                        if ow < 0:
+                            break
+                        if ow >= OW:
+                            continue
+                        row = (n * OH + oh) * OW + ow
+                        for c in range(C):
+                            gx[n, y, xx, c] += windows[row, kh, kw, c]
+    return gx
+
+
+def im2col_numba(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """numba twin of :func:`im2col_reference` (NumPy arrays); ``out`` may be a reused buffer."""
+    N, H, W, C, OH, OW = _sizes(x.shape, kernel_size, stride, padding)
+    shape = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
+    out = np.empty(shape, dtype=x.dtype) if out is None else _check_out(out, shape, x.dtype,
+                                                                        "im2col")
+    _im2col_nhwc(np.ascontiguousarray(x), kernel_size[0], kernel_size[1], stride[0], stride[1],
+                 padding[0], padding[1], OH, OW, out)
+    return out
+
+
+def col2im_numba(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """numba twin of :func:`col2im_reference` (NumPy arrays); ``out`` may be a reused buffer."""
+    image_shape = tuple(image_shape)
+    N, H, W, C, OH, OW = _sizes(image_shape, kernel_size, stride, padding)
+    expected = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
+    if cols.shape != expected:
+        raise ValueError(f"col2im: columns of shape {cols.shape} do not belong to an image of "
+                         f"shape {image_shape} (expected {expected})")
+    out = np.empty(image_shape, dtype=cols.dtype) if out is None else \
+        _check_out(out, image_shape, cols.dtype, "col2im")
+    _col2im_nhwc(np.ascontiguousarray(cols), kernel_size[0], kernel_size[1], stride[0],
+                 stride[1], padding[0], padding[1], OH, OW, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch: the one place that picks a version per array module
+# ---------------------------------------------------------------------------------------------
+
+def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """Column matrix of the channels-last image ``x``: numba for NumPy arrays, the reference
+    for CuPy (until the CUDA twin exists)."""
+    if isinstance(x, np.ndarray):
+        return im2col_numba(x, kernel_size, stride, padding, out)
+    return im2col_reference(x, kernel_size, stride, padding, out)
+
+
+def col2im(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """Image of shape ``image_shape`` (N, H, W, C) summed from the column matrix ``cols``."""
+    if isinstance(cols, np.ndarray):
+        return col2im_numba(cols, image_shape, kernel_size, stride, padding, out)
+    return col2im_reference(cols, image_shape, kernel_size, stride, padding, out)

@@ -1,0 +1,249 @@
+"""Batch-norm kernels: per-channel sums and per-channel affine maps, in one pass each.
+
+Batch norm is memory-bound: the arithmetic per element is a multiply-add, so its speed is the
+number of passes over the activations. Training needs, per channel ``c``,
+
+* forward:  the sums ``sum(x)`` and ``sum(x*x)`` (one read pass), then
+            ``y = (x - mean) * scale + shift`` (one read, one write pass);
+* backward: the sums ``sum(gy)`` and ``sum(gy * (x - mean))`` (one read pass over two arrays), then
+            ``gx = a * gy + b * (x - mean) + d`` (one read of two arrays, one write pass),
+
+and nothing else: no temporaries the size of ``x``. Sums are accumulated in float64, so
+``var = E[x^2] - mean^2`` stays accurate for float32 activations.
+
+Layout: every kernel takes C-contiguous arrays viewed as ``(A, C, B)`` with the channel axis in the
+middle: a channels-last activation (NHWC memory, or a (N, C) batch) as ``(N*H*W, C, 1)`` and an
+NCHW one as ``(N, C, H*W)``. :func:`as_acb` makes that view (copying only an array in neither
+layout). With ``B == 1`` the kernels run along rows, vectorised over channels and parallel over
+chunks of rows; otherwise along each ``(a, c)`` plane, parallel over planes.
+
+Each kernel has a readable array-module version (``*_reference``, NumPy or CuPy) that the tests
+compare the numba twin with, and that non-CPU arrays use.
+"""
+import numpy as np
+from numba import njit, prange
+
+from minicnn import backend
+
+#: let LLVM reorder the additions of a reduction (so it can vectorise them); nothing else
+_FAST = {"reassoc", "contract"}
+
+
+def as_acb(x):
+    """``x`` of shape (N, C, ...) as a C-contiguous ``(A, C, B)`` array, and whether that view is
+    channels-last (``B == 1``, channels innermost). No copy for C-contiguous NCHW-type arrays,
+    channels-last ones (NHWC memory) and (N, C) batches; any other layout is copied to NCHW."""
+    xp = backend.get_array_module(x)
+    n, c = x.shape[:2]
+    if x.ndim == 2:
+        return xp.ascontiguousarray(x).reshape(n, c, 1), True
+    if not x.flags.c_contiguous:
+        last = x.transpose(0, *range(2, x.ndim), 1)  # the channel axis moved to the end
+        if last.flags.c_contiguous:
+            return last.reshape(-1, c, 1), True
+    return xp.ascontiguousarray(x).reshape(n, c, -1), False
+
+
+def like_acb(a, channels_last):
+    """``a`` (shaped like the input) as the ``(A, C, B)`` array of the layout :func:`as_acb`
+    chose for the input (copying only when ``a`` is laid out differently)."""
+    xp = backend.get_array_module(a)
+    n, c = a.shape[:2]
+    if channels_last:
+        return xp.ascontiguousarray(a.transpose(0, *range(2, a.ndim), 1)).reshape(-1, c, 1)
+    return xp.ascontiguousarray(a).reshape(n, c, -1)
+
+
+def empty_acb(shape, dtype, channels_last, xp=np):
+    """An uninitialised array of ``shape`` (N, C, ...) in the given layout, returned both as
+    ``(A, C, B)`` (for the kernels) and as the ``shape``-shaped view of the same memory."""
+    n, c, ndim = shape[0], shape[1], len(shape)
+    if channels_last:
+        out = xp.empty((n, *shape[2:], c), dtype=dtype)
+        return out.reshape(-1, c, 1), out.transpose(0, ndim - 1, *range(1, ndim - 1))
+    out = xp.empty(shape, dtype=dtype)
+    return out.reshape(n, c, -1), out
+
+
+#: row chunks of the row-wise kernels: a fixed number (not one per thread), so the partial sums,
+#: and with them the results to the last bit, do not depend on the number of threads
+ROW_CHUNKS = 16
+
+
+def _chunks(rows):
+    return max(1, min(rows, ROW_CHUNKS))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-channel sums
+# ---------------------------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _sum_and_sumsq(x, n_chunks):
+    """Partial per-channel ``sum(x)`` and ``sum(x*x)`` of ``x`` (A, C, B), float64, as two
+    (P, C) arrays whose rows the caller adds up::
+
+        for every a, c, b:  s[c] += x[a, c, b];  ss[c] += x[a, c, b]**2
+    """
+    n_a, n_ch, n_b = x.shape
+    if n_b == 1:  # rows: channels innermost, vectorised
+        s = np.zeros((n_chunks, n_ch))
+        ss = np.zeros((n_chunks, n_ch))
+        x2 = x.reshape(n_a, n_ch)
+        for t in prange(n_chunks):
+            for a in range(t * n_a // n_chunks, (t + 1) * n_a // n_chunks):
+                for c in range(n_ch):
+                    v = np.float64(x2[a, c])
+                    s[t, c] += v
+                    ss[t, c] += v * v
+        return s, ss
+    s = np.empty((n_a, n_ch))
+    ss = np.empty((n_a, n_ch))
+    for p in prange(n_a * n_ch):  # planes
+        a, c = p // n_ch, p % n_ch
+        plane = x[a, c]
+        acc, acc2 = 0.0, 0.0
+        for b in range(n_b):
+            v = np.float64(plane[b])
+            acc += v
+            acc2 += v * v
+        s[a, c], ss[a, c] = acc, acc2
+    return s, ss
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _sum_and_dot(gy, x, mean, n_chunks):
+    """Partial per-channel ``sum(gy)`` and ``sum(gy * (x - mean))``, float64, (P, C) each::
+
+        for every a, c, b:  s[c] += gy[a, c, b];  sd[c] += gy[a, c, b] * (x[a, c, b] - mean[c])
+    """
+    n_a, n_ch, n_b = x.shape
+    if n_b == 1:
+        s = np.zeros((n_chunks, n_ch))
+        sd = np.zeros((n_chunks, n_ch))
+        g2, x2 = gy.reshape(n_a, n_ch), x.reshape(n_a, n_ch)
+        for t in prange(n_chunks):
+            for a in range(t * n_a // n_chunks, (t + 1) * n_a // n_chunks):
+                for c in range(n_ch):
+                    g = np.float64(g2[a, c])
+                    s[t, c] += g
+                    sd[t, c] += g * np.float64(x2[a, c] - mean[c])
+        return s, sd
+    s = np.empty((n_a, n_ch))
+    sd = np.empty((n_a, n_ch))
+    for p in prange(n_a * n_ch):
+        a, c = p // n_ch, p % n_ch
+        g_plane, x_plane, m = gy[a, c], x[a, c], mean[c]
+        acc, acc_d = 0.0, 0.0
+        for b in range(n_b):
+            g = np.float64(g_plane[b])
+            acc += g
+            acc_d += g * np.float64(x_plane[b] - m)
+        s[a, c], sd[a, c] = acc, acc_d
+    return s, sd
+
+
+def channel_sums(x):
+    """Per-channel ``(sum(x), sum(x*x))`` of ``x`` (A, C, B), float64 (C,) arrays."""
+    if not on_cpu(x):
+        return channel_sums_reference(x)
+    s, ss = _sum_and_sumsq(x, _chunks(x.shape[0]))
+    return s.sum(axis=0), ss.sum(axis=0)
+
+
+def channel_sums_reference(x):
+    """Readable version of :func:`channel_sums` (NumPy or CuPy)."""
+    x = x.astype(np.float64)
+    return x.sum(axis=(0, 2)), (x * x).sum(axis=(0, 2))
+
+
+def grad_sums(gy, x, mean):
+    """Per-channel ``(sum(gy), sum(gy * (x - mean)))`` of (A, C, B) arrays, float64."""
+    if not on_cpu(x):
+        return grad_sums_reference(gy, x, mean)
+    s, sd = _sum_and_dot(gy, x, mean, _chunks(x.shape[0]))
+    return s.sum(axis=0), sd.sum(axis=0)
+
+
+def grad_sums_reference(gy, x, mean):
+    """Readable version of :func:`grad_sums` (NumPy or CuPy)."""
+    gy = gy.astype(np.float64)
+    centred = (x - mean[None, :, None]).astype(np.float64)
+    return gy.sum(axis=(0, 2)), (gy * centred).sum(axis=(0, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-channel affine maps
+# ---------------------------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def _normalize(x, mean, scale, shift, out, n_chunks):
+    """``out[a, c, b] = (x[a, c, b] - mean[c]) * scale[c] + shift[c]`` (the forward pass)."""
+    n_a, n_ch, n_b = x.shape
+    if n_b == 1:
+        x2, o2 = x.reshape(n_a, n_ch), out.reshape(n_a, n_ch)
+        for t in prange(n_chunks):
+            for a in range(t * n_a // n_chunks, (t + 1) * n_a // n_chunks):
+                for c in range(n_ch):
+                    o2[a, c] = (x2[a, c] - mean[c]) * scale[c] + shift[c]
+        return
+    for p in prange(n_a * n_ch):
+        a, c = p // n_ch, p % n_ch
+        x_plane, o_plane = x[a, c], out[a, c]
+        m, k, d = mean[c], scale[c], shift[c]
+        for b in range(n_b):
+            o_plane[b] = (x_plane[b] - m) * k + d
+
+
+@njit(parallel=True, cache=True)
+def _combine(gy, x, mean, a_coef, b_coef, d_coef, out, n_chunks):
+    """``out = a[c] * gy + b[c] * (x - mean[c]) + d[c]`` (the input gradient)."""
+    n_a, n_ch, n_b = x.shape
+    if n_b == 1:
+        g2, x2, o2 = gy.reshape(n_a, n_ch), x.reshape(n_a, n_ch), out.reshape(n_a, n_ch)
+        for t in prange(n_chunks):
+            for a in range(t * n_a // n_chunks, (t + 1) * n_a // n_chunks):
+                for c in range(n_ch):
+                    o2[a, c] = a_coef[c] * g2[a, c] + b_coef[c] * (x2[a, c] - mean[c]) + d_coef[c]
+        return
+    for p in prange(n_a * n_ch):
+        a, c = p // n_ch, p % n_ch
+        g_plane, x_plane, o_plane = gy[a, c], x[a, c], out[a, c]
+        m, ka, kb, kd = mean[c], a_coef[c], b_coef[c], d_coef[c]
+        for b in range(n_b):
+            o_plane[b] = ka * g_plane[b] + kb * (x_plane[b] - m) + kd
+
+
+def normalize(x, mean, scale, shift, out):
+    """``out = (x - mean) * scale + shift`` per channel, all (A, C, B) / (C,) in x's dtype."""
+    if not on_cpu(x):
+        out[...] = normalize_reference(x, mean, scale, shift)
+        return out
+    _normalize(x, mean, scale, shift, out, _chunks(x.shape[0]))
+    return out
+
+
+def normalize_reference(x, mean, scale, shift):
+    """Readable version of :func:`normalize` (NumPy or CuPy)."""
+    return (x - mean[None, :, None]) * scale[None, :, None] + shift[None, :, None]
+
+
+def combine(gy, x, mean, a, b, d, out):
+    """``out = a * gy + b * (x - mean) + d`` per channel (the batch-norm input gradient)."""
+    if not on_cpu(x):
+        out[...] = combine_reference(gy, x, mean, a, b, d)
+        return out
+    _combine(gy, x, mean, a, b, d, out, _chunks(x.shape[0]))
+    return out
+
+
+def combine_reference(gy, x, mean, a, b, d):
+    """Readable version of :func:`combine` (NumPy or CuPy)."""
+    per_channel = [v[None, :, None] for v in (mean, a, b, d)]
+    mean, a, b, d = per_channel
+    return a * gy + b * (x - mean) + d
+
+
+def on_cpu(x):
+    """True when the numba kernels apply (NumPy arrays)."""
+    return backend.device_of(x) == "cpu"
