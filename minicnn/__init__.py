@@ -13,7 +13,12 @@ from minicnn.gradcheck import GradcheckError, gradcheck
 from minicnn.ops import cat, split, stack
 from minicnn.random import manual_seed
 from minicnn import nn, optim  # noqa: E402  (they import the names above)
+from minicnn import data, models  # noqa: E402
+from minicnn.checkpoint import (CheckpointError, load_checkpoint, load_weights,  # noqa: E402
+                                save_checkpoint, save_weights)
+from minicnn.training import TrainingDiverged, evaluate, fit  # noqa: E402
 
-__all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad", "is_grad_enabled", "gradcheck",
-           "GradcheckError", "cat", "stack", "split", "manual_seed", "cuda", "backend", "nn",
-           "optim", "__version__"]
+__all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad",
+           "is_grad_enabled", "gradcheck", "GradcheckError", "cat", "stack", "split", "manual_seed", "cuda", "backend", "nn",
+           "optim", "data", "models", "fit", "evaluate", "TrainingDiverged", "save_checkpoint",
+           "load_checkpoint", "save_weights", "load_weights", "CheckpointError", "__version__"]

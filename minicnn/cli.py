@@ -1,5 +1,7 @@
 """The ``minicnn`` command line.
 
+    minicnn demo          LeNet-5 learns Fashion-MNIST: the first thing to run
+    minicnn train         train a model of the zoo on a data set, with checkpoints and plots
     minicnn info          version, backend, device, BLAS and numba status
 """
 import argparse
@@ -63,6 +65,131 @@ def cmd_info(args):
     return 0
 
 
+# ---- data sets the command line knows -------------------------------------------------------
+
+# per-channel mean and std of the training images (computed once from the full training sets)
+_NORMALIZE = {"fashion-mnist": ((0.2860,), (0.3530,)), "mnist": ((0.1307,), (0.3081,)),
+              "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
+DATASETS = tuple(_NORMALIZE)
+
+
+def load_data(name, subset="auto", augment=False, root=None, log=print):
+    """(train, test, in_channels, image_size) for a data set of the command line.
+
+    ``subset``: 'auto' (Fashion-MNIST only: the full set when installed, else the bundled
+    subset), 'full' or 'bundled'. ``augment`` adds random crops and flips to the training split
+    (CIFAR-10; for the 28x28 grey sets a 2-pixel random crop only).
+    """
+    import minicnn.data as D
+    from minicnn.data import transforms as T
+
+    if name not in _NORMALIZE:
+        raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+    mean, std = _NORMALIZE[name]
+    normalize = T.Normalize(mean, std)
+    size = 32 if name == "cifar10" else 28
+    if augment:
+        crop = T.RandomCrop(size, padding=4 if name == "cifar10" else 2)
+        flips = [T.RandomHorizontalFlip()] if name == "cifar10" else []
+        train_tf = T.Compose([crop, *flips, normalize])
+    else:
+        train_tf = normalize
+    if name == "fashion-mnist":
+        if subset == "auto":
+            train, test = D.load_fashion_mnist(root, train_transform=train_tf,
+                                               test_transform=normalize, verbose=False)
+        else:
+            use_subset = subset == "bundled"
+            train = D.FashionMNIST(root, train=True, transform=train_tf, subset=use_subset)
+            test = D.FashionMNIST(root if not use_subset else None, train=False,
+                                  transform=normalize, subset=use_subset)
+        if log:
+            log(D.fashion_mnist_message(train, test))
+    else:
+        if subset == "bundled":
+            raise ValueError(f"only Fashion-MNIST ships a bundled subset, not {name}")
+        cls = D.MNIST if name == "mnist" else D.CIFAR10
+        train = cls(root, train=True, transform=train_tf)
+        test = cls(root, train=False, transform=normalize)
+        if log:
+            log(f"{name}: {len(train):,} training / {len(test):,} test images")
+    return train, test, len(mean), size
+
+
+def train_model(model_name="lenet5", data="fashion-mnist", epochs=5, batch_size=128, lr=None,
+                optimizer="adam", momentum=0.9, weight_decay=0.0, schedule="cosine",
+                augment=False, device="auto", out="runs/train", seed=0, subset="auto",
+                resume=False, progress=None, root=None, model_kwargs=None, log=print):
+    """Train a model of the zoo; write checkpoint, final weights, history JSON and curves PNG
+    into ``out``. Returns ``(model, history, test_accuracy)``. The engine of ``minicnn train``
+    and ``minicnn demo``."""
+    import pathlib
+
+    import minicnn as mc
+    from minicnn import backend
+    from minicnn.checkpoint import save_weights
+    from minicnn.plots import plot_history
+    from minicnn.training import evaluate, fit, save_history
+
+    device = backend.normalize_device(device)
+    mc.manual_seed(seed)
+    train, test, channels, size = load_data(data, subset, augment, root, log)
+    kwargs = {"num_classes": len(getattr(train, "classes", range(10))), "in_channels": channels}
+    if model_name == "lenet5":
+        kwargs["input_size"] = size
+    kwargs.update(model_kwargs or {})
+    model = mc.models.get_model(model_name, **kwargs).to(device)
+    if lr is None:
+        lr = 1e-3 if optimizer == "adam" else 0.05
+    if optimizer == "adam":
+        opt = mc.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = mc.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                           weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}: use 'sgd' or 'adam'")
+    scheduler = mc.optim.CosineAnnealingLR(opt, epochs) if schedule == "cosine" else None
+    train_loader = mc.data.DataLoader(train, batch_size=batch_size, shuffle=True, device=device)
+    test_loader = mc.data.DataLoader(test, batch_size=1000, device=device)
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.size for p in model.parameters())
+    if log:
+        log(f"{model_name}: {n_params:,} parameters on {device}; {optimizer} lr {lr:g}, "
+            f"batch {batch_size}, {epochs} epochs; writing to {out}/")
+    history = fit(model, opt, train_loader, epochs, val_loader=test_loader, scheduler=scheduler,
+                  checkpoint_path=out / "checkpoint.npz", resume=resume, progress=progress,
+                  log=log)
+    save_weights(out / "weights.npz", model)
+    save_history(history, out / "history.json")
+    plot_history(history, out / "curves.png", title=f"{model_name} on {data}")
+    _, test_accuracy = evaluate(model, test_loader)
+    if log:
+        log(f"test accuracy {100 * test_accuracy:.2f}%  ({len(test):,} test images)")
+    return model, history, test_accuracy
+
+
+def cmd_train(args):
+    train_model(args.model, args.data, args.epochs, args.batch_size, args.lr, args.optimizer,
+                args.momentum, args.weight_decay, args.schedule, args.augment, args.device,
+                args.out, args.seed, args.subset, args.resume,
+                progress=False if args.no_progress else None, root=args.root)
+    return 0
+
+
+def cmd_demo(args):
+    print("minicnn demo: LeNet-5 (LeCun et al. 1998, ReLU and max pooling) learns to tell "
+          "T-shirts from trainers in Fashion-MNIST.")
+    train_model("lenet5", "fashion-mnist", epochs=args.epochs, batch_size=128, lr=2e-3,
+                optimizer="adam", out=args.out, seed=args.seed,
+                subset="bundled" if args.subset else "auto",
+                progress=False if args.no_progress else None,
+                model_kwargs={"activation": "relu", "pool": "max"})
+    print(f"training curves: {args.out}/curves.png; weights: {args.out}/weights.npz")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minicnn", description="minicnn: modern CNNs from scratch, for teaching.")
@@ -71,6 +198,41 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="command")
     info = sub.add_parser("info", help="print version, backend, device, BLAS and numba status")
     info.set_defaults(func=cmd_info)
+
+    demo = sub.add_parser("demo", help="train LeNet-5 on Fashion-MNIST (full set when "
+                                       "installed, the bundled subset otherwise)")
+    demo.add_argument("--epochs", type=int, default=5)
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--subset", action="store_true",
+                      help="use the bundled subset even when the full set is installed")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.set_defaults(func=cmd_demo)
+
+    from minicnn.models import MODELS
+    train = sub.add_parser("train", help="train a model on a data set")
+    train.add_argument("--model", default="lenet5", choices=sorted(MODELS))
+    train.add_argument("--data", default="fashion-mnist", choices=DATASETS)
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default 1e-3 for adam, 0.05 for sgd)")
+    train.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
+    train.add_argument("--augment", action="store_true", help="random crops (and flips for "
+                                                              "CIFAR-10)")
+    train.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    train.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--subset", default="auto", choices=("auto", "full", "bundled"),
+                       help="Fashion-MNIST: the full set, the bundled subset, or auto (default)")
+    train.add_argument("--root", default=None, help="folder holding the data set files")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/checkpoint.npz when it exists")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,0 +1,300 @@
+"""The training loop: :func:`fit` trains a model for some epochs, :func:`evaluate` measures it.
+
+    history = mc.fit(model, optimizer, train_loader, epochs=5, val_loader=test_loader,
+                     checkpoint_path="run/checkpoint.npz")
+    mc.plot_history(history, "run/curves.png")
+
+Every step of every epoch does the five things every training loop does::
+
+    outputs = model(images)              # forward
+    loss = loss_fn(outputs, labels)      # how wrong were we?
+    optimizer.zero_grad()                # forget the previous step's gradients
+    loss.backward()                      # gradients of the loss for every parameter
+    optimizer.step()                     # move the parameters against their gradients
+
+Around that: a progress bar (loss, accuracy, images/s), one summary line per epoch, an
+evaluation on ``val_loader``, the learning-rate schedule, the history as plain data, and a
+checkpoint after every epoch. ``fit(..., resume=True)`` continues from that checkpoint exactly
+as if training had never stopped: the model, the optimiser's momentum, the schedule, the random
+generator (dropout masks, shuffling) and the history all come back. A loss that becomes NaN or
+Inf stops training with :class:`TrainingDiverged` before it can spoil the weights or a checkpoint.
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from minicnn import backend
+from minicnn.autograd import Tensor, no_grad
+from minicnn.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from minicnn.nn import functional as F
+
+__all__ = ["fit", "evaluate", "TrainingDiverged", "save_history", "new_history"]
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+                "images_per_s")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss (or a parameter) became NaN or Inf. ``epoch`` and ``step`` (counted from 1
+    within the epoch) say where; nothing computed from the bad value was saved."""
+
+    def __init__(self, message, epoch, step, loss):
+        super().__init__(message)
+        self.epoch, self.step, self.loss = epoch, step, loss
+
+
+def new_history():
+    """An empty history: a dict of lists, one entry per epoch (None where nothing was measured,
+    such as the validation loss without a ``val_loader``). Plain data, so ``json.dump`` saves it."""
+    return {key: [] for key in HISTORY_KEYS}
+
+
+def save_history(history, path):
+    """Write ``history`` as JSON, atomically (see :func:`minicnn.checkpoint.atomic_write`)."""
+    with atomic_write(path, mode="w") as f:
+        json.dump(history, f, indent=1)
+    return path
+
+
+# ---- small helpers ------------------------------------------------------------------------------
+
+def _model_device(model):
+    """The device of the model's first parameter (None for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return None
+
+
+def _as_tensor(value, device):
+    """A batch part as a Tensor on ``device``: loaders may yield Tensors or NumPy arrays."""
+    tensor = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
+    if device is not None and tensor.device != device:
+        tensor = tensor.to(device)
+    return tensor
+
+
+def _count_correct(outputs, targets):
+    """(correct, counted) for class scores ``outputs`` (N, C, ...) against integer ``targets``
+    (N, ...), or None when this is not classification (e.g. a regression with mse_loss).
+
+    Per-pixel scores (N, C, H, W) against masks (N, H, W) give pixel accuracy; negative targets
+    (``ignore_index``, -100 by default) are not counted.
+    """
+    if isinstance(outputs, (tuple, list)):  # e.g. GoogLeNet's (logits, aux1, aux2)
+        outputs = outputs[0]
+    scores, labels = outputs.data, targets.data
+    if labels.dtype.kind not in "iu" or scores.ndim != labels.ndim + 1 or \
+            scores.shape[:1] + scores.shape[2:] != labels.shape:
+        return None
+    counted = labels >= 0
+    correct = (scores.argmax(axis=1) == labels) & counted
+    return int(correct.sum()), int(counted.sum())
+
+
+class _EpochAverage:
+    """The loss and accuracy of an epoch so far, each batch weighted by its number of images."""
+
+    def __init__(self):
+        self.loss_sum, self.images, self.correct, self.counted, self.steps = 0.0, 0, 0, 0, 0
+
+    def update(self, loss, outputs, targets):
+        n = targets.shape[0]
+        self.steps += 1
+        self.loss_sum += loss * n
+        self.images += n
+        counts = _count_correct(outputs, targets)
+        if counts is not None:
+            self.correct += counts[0]
+            self.counted += counts[1]
+
+    @property
+    def loss(self):
+        return self.loss_sum / self.images if self.images else float("nan")
+
+    @property
+    def accuracy(self):
+        """Fraction correct, or None when nothing was classified."""
+        return self.correct / self.counted if self.counted else None
+
+
+def _show_progress(progress):
+    """``progress=None`` means: show the bar when it would land on a terminal."""
+    if progress is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return bool(isatty and isatty())
+    return bool(progress)
+
+
+def _progress_bar(loader, description, enabled):
+    """A tqdm bar counting the batches of ``loader``; the loop calls ``bar.update()``."""
+    from tqdm import tqdm  # imported here: only training needs it
+    try:
+        total = len(loader)
+    except TypeError:  # a generator has no length; the bar then counts without a total
+        total = None
+    # the bar goes to stderr (tqdm's habit), the epoch summaries to `log` (stdout by default)
+    return tqdm(total=total, desc=description, unit="batch", leave=False, disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def _percent(accuracy):
+    return "-" if accuracy is None else f"{100 * accuracy:.2f}%"
+
+
+def _summary(record, epochs):
+    """One epoch's line: ``epoch 3/10  train loss 0.4123 acc 85.12%  val loss ... img/s``."""
+    line = (f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  train loss "
+            f"{record['train_loss']:.4f} acc {_percent(record['train_acc'])}  ")
+    if record["val_loss"] is not None:
+        line += f"val loss {record['val_loss']:.4f} acc {_percent(record['val_acc'])}  "
+    return line + (f"lr {record['lr']:.4g}  {record['seconds']:.1f} s  "
+                   f"{record['images_per_s'] or 0:,.0f} img/s")
+
+
+def _say(log, message):
+    if log is not None:
+        log(message)
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+
+def evaluate(model, loader, loss_fn=F.cross_entropy, progress=False):
+    """The mean loss and accuracy of ``model`` on ``loader``: ``(loss, accuracy)``.
+
+    Runs in evaluation mode (dropout off, batch norm with its running statistics) and without
+    recording a graph (``no_grad``); the model's previous mode is restored afterwards, even on
+    an error. ``accuracy`` is None when the outputs are not class scores.
+    """
+    was_training = model.training
+    device = _model_device(model)
+    average = _EpochAverage()
+    model.eval()
+    try:
+        with no_grad(), _progress_bar(loader, "evaluate", _show_progress(progress)) as bar:
+            for images, targets in loader:
+                images, targets = _as_tensor(images, device), _as_tensor(targets, device)
+                outputs = model(images)
+                average.update(loss_fn(outputs, targets).item(), outputs, targets)
+                bar.update()
+    finally:
+        model.train(was_training)
+    return average.loss, average.accuracy
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+def _train_one_epoch(model, optimizer, loader, loss_fn, epoch, epochs, progress):
+    """One pass over ``loader``; returns its :class:`_EpochAverage` and the seconds it took."""
+    model.train()
+    device = _model_device(model)
+    average = _EpochAverage()
+    started = time.perf_counter()
+    with _progress_bar(loader, f"epoch {epoch}/{epochs}", progress) as bar:
+        for step, (images, targets) in enumerate(loader, start=1):
+            images, targets = _as_tensor(images, device), _as_tensor(targets, device)
+            outputs = model(images)
+            loss = loss_fn(outputs, targets)
+            value = loss.item()
+            # check BEFORE the update: a NaN gradient step would ruin every weight
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {value} at epoch {epoch}, step {step} "
+                    "(nothing was updated with it, and no checkpoint of this epoch was "
+                    "written). Usual causes: a learning rate that is too large, NaN/Inf in the "
+                    "input data, or a log/division of 0 in a custom loss. Run a step inside "
+                    "`with minicnn.autograd.detect_anomaly():` to find the op that produced it.",
+                    epoch, step, value)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            average.update(value, outputs, targets)
+            if progress:
+                seconds = time.perf_counter() - started
+                bar.set_postfix_str(f"loss {average.loss:.4f}  acc {_percent(average.accuracy)}"
+                                    f"  {average.images / seconds:,.0f} img/s", refresh=False)
+            bar.update()
+        bar.refresh()  # draw the final numbers even when the epoch was quicker than a redraw
+    return average, time.perf_counter() - started
+
+
+def _check_parameters_finite(model, epoch):
+    """A finite loss can still come with Inf gradients: stop before such weights are saved."""
+    for name, p in model.named_parameters():
+        xp = backend.get_array_module(p.data)
+        if not bool(xp.isfinite(p.data).all()):
+            raise TrainingDiverged(
+                f"training diverged: parameter {name!r} holds NaN or Inf at the end of epoch "
+                f"{epoch} (the loss was still finite); no checkpoint of this epoch was written. "
+                "Lower the learning rate.", epoch, None, None)
+
+
+def fit(model, optimizer, train_loader, epochs, *, loss_fn=F.cross_entropy, val_loader=None,
+        scheduler=None, checkpoint_path=None, resume=False, progress=None, log=print):
+    """Train ``model`` until ``epochs`` epochs are done; return the history (dict of lists).
+
+    - ``train_loader``, ``val_loader``: iterables of ``(images, labels)`` batches (Tensors or
+      arrays), such as ``mc.data.DataLoader``; the batches are moved to the model's device.
+    - ``loss_fn(outputs, labels)``: a scalar Tensor, ``F.cross_entropy`` by default.
+    - ``scheduler``: its ``step()`` runs once after every epoch.
+    - ``checkpoint_path``: written (atomically) after every epoch; with ``resume=True`` training
+      continues from it when it exists (``epochs`` counts ALL epochs, so ``fit(...,
+      epochs=10, resume=True)`` after 4 saved epochs trains epochs 5 to 10).
+    - ``progress``: the tqdm bar; None shows it only when stderr is a terminal.
+    - ``log``: called with one summary line per epoch (``print``; None for silence).
+
+    Create the model, optimiser, scheduler and loaders exactly as for the first run before
+    resuming: the checkpoint restores their state, not their construction. The data order
+    resumes too: a loader that shuffles with ``minicnn.random``'s generator (``mc.data.DataLoader``
+    with ``seed=None``) finds the generator restored; one with ``set_epoch(e)`` (a seeded
+    ``mc.data.DataLoader``) is told the epoch (counted from 0) before every epoch; one with
+    ``state_dict()``/``load_state_dict()`` has that state saved in the checkpoint and restored.
+    """
+    if resume and checkpoint_path is None:
+        raise ValueError("fit(resume=True) needs checkpoint_path: the file to resume from")
+    progress = _show_progress(progress)
+    history, done_epochs, step = new_history(), 0, 0
+    if resume:
+        if os.path.exists(checkpoint_path):
+            saved = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
+            done_epochs, step = saved["epoch"] or 0, saved["step"] or 0
+            history = saved["history"] or history
+            loader_state = (saved["extra"] or {}).get("train_loader")
+            if loader_state is not None and hasattr(train_loader, "load_state_dict"):
+                train_loader.load_state_dict(loader_state)
+            _say(log, f"resumed from {checkpoint_path}: {done_epochs} of {epochs} epochs done")
+        else:
+            _say(log, f"no checkpoint at {checkpoint_path} yet: starting from the beginning")
+
+    for epoch in range(done_epochs + 1, epochs + 1):
+        started = time.perf_counter()
+        for loader in (train_loader, val_loader):
+            if hasattr(loader, "set_epoch"):  # a loader that shuffles with seed + epoch number
+                loader.set_epoch(epoch - 1)
+        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trains with
+        train, train_seconds = _train_one_epoch(model, optimizer, train_loader, loss_fn, epoch,
+                                                epochs, progress)
+        step += train.steps
+        val_loss, val_acc = (evaluate(model, val_loader, loss_fn) if val_loader is not None
+                             else (None, None))
+        if scheduler is not None:
+            scheduler.step()
+
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch, "train_loss": train.loss, "train_acc": train.accuracy,
+                  "val_loss": val_loss, "val_acc": val_acc, "lr": float(lr), "seconds": seconds,
+                  "images_per_s": train.images / train_seconds if train_seconds else None}
+        for key in HISTORY_KEYS:
+            history.setdefault(key, []).append(record[key])
+        _say(log, _summary(record, epochs))
+
+        _check_parameters_finite(model, epoch)
+        if checkpoint_path is not None:
+            loader_state = (train_loader.state_dict() if hasattr(train_loader, "state_dict")
+                            else None)
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch=epoch,
+                            step=step, history=history, extra={"train_loader": loader_state})
+    return history
