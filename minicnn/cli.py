@@ -104,7 +104,7 @@ def load_data(name, subset="auto", augment=False, root=None, log=print):
             test = D.FashionMNIST(root if not use_subset else None, train=False,
                                   transform=normalize, subset=use_subset)
         if log:
-            log(D.fashion_mnist_message(train, test))
+            log(D.fashion_mnist_message(train, test, prefer_full=subset != "bundled"))
     else:
         if subset == "bundled":
             raise ValueError(f"only Fashion-MNIST ships a bundled subset, not {name}")
@@ -181,7 +181,7 @@ def cmd_train(args):
 def cmd_demo(args):
     print("minicnn demo: LeNet-5 (LeCun et al. 1998, ReLU and max pooling) learns to tell "
           "T-shirts from trainers in Fashion-MNIST.")
-    train_model("lenet5", "fashion-mnist", epochs=args.epochs, batch_size=128, lr=2e-3,
+    train_model("lenet5", "fashion-mnist", epochs=args.epochs, batch_size=128, lr=3e-3,
                 optimizer="adam", out=args.out, seed=args.seed,
                 subset="bundled" if args.subset else "auto",
                 progress=False if args.no_progress else None,

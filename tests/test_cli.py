@@ -36,3 +36,41 @@ def test_python_dash_m_entry_point():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "numpy" in result.stdout
+
+
+def test_train_writes_checkpoint_weights_history_and_curves(tmp_path, capsys):
+    """One epoch of LeNet-5 on the bundled subset through the real command line."""
+    import json
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--model", "lenet5", "--data", "fashion-mnist", "--subset",
+                     "bundled", "--epochs", "1", "--batch-size", "64", "--lr", "0.003",
+                     "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "subset bundled with minicnn" in printed and "as asked" in printed
+    assert "61,706 parameters" in printed
+    for name in ("checkpoint.npz", "weights.npz", "history.json", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    history = json.loads((out / "history.json").read_text())
+    assert history["epoch"] == [1]
+    assert history["val_acc"][0] > 0.6  # chance is 0.1; one epoch on 6,000 images gets ~0.7
+
+
+def test_train_resume_continues_from_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--subset", "bundled", "--batch-size", "128", "--out", str(out),
+            "--no-progress", "--schedule", "constant"]
+    assert cli.main(args + ["--epochs", "1"]) == 0
+    assert cli.main(args + ["--epochs", "2", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 2/2" in printed and printed.count("epoch 1/") == 1
+
+
+def test_cuda_without_gpu_is_a_clear_error(tmp_path):
+    from minicnn import cuda
+    if cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="no usable GPU"):
+        cli.main(["train", "--subset", "bundled", "--epochs", "1", "--device", "cuda",
+                  "--out", str(tmp_path)])
