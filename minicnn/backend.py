@@ -83,3 +83,7 @@ def scatter_add(xp, target, index, values):
     else:
         import cupyx
         cupyx.scatter_add(target, index, values)
+
+
+from minicnn import threads as _threads  # noqa: E402  (the CPU threading policy, applied once)
+_threads.apply()

@@ -54,14 +54,13 @@ the columns of a single image are larger: the batch is cut into chunks to respec
 """
 import atexit
 import concurrent.futures
-import ctypes
 import math
 import os
 import threading
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, threads
 from minicnn.autograd import Function, as_tensor
 from minicnn.kernels import im2col as kernels
 
@@ -78,16 +77,10 @@ max_column_bytes = int(float(os.environ.get("MINICNN_CONV_MAX_COLUMN_MB", "256")
 chunk_bytes = 4 * 2 ** 20
 
 
-def _default_threads():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 #: Worker threads that process chunks in parallel (``$MINICNN_NUM_THREADS``; default: the
-#: cores this process may use). 1 runs every chunk in the calling thread with multi-threaded BLAS.
-num_threads = int(os.environ.get("MINICNN_NUM_THREADS", "0") or 0) or _default_threads()
+#: cores this process may use; see ``minicnn/threads.py``). 1 runs every chunk in the calling
+#: thread.
+num_threads = threads.num_threads
 #: Passes with fewer column bytes than this run in the calling thread: handing chunks to the
 #: worker threads costs about 0.1 ms, more than it saves on small layers.
 parallel_min_bytes = 2 ** 20
@@ -143,38 +136,9 @@ def release_workspace():
 # Threads: chunks in parallel, each with a single-threaded GEMM
 # ---------------------------------------------------------------------------------------------
 
-def _find_blas_thread_control():
-    """``(set_num_threads, get_num_threads)`` of the OpenBLAS that NumPy loaded, or None.
-
-    (``threadpoolctl`` does this for every BLAS; this is the few lines OpenBLAS needs. Without
-    control over the BLAS threads the chunks run one after another, so that BLAS threads and
-    ours never compete for the cores.)
-    """
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps
-                     if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        return None
-    numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
-    # NumPy's own copy first (SciPy or others may have loaded another one)
-    for path in sorted(paths, key=lambda p: (not p.startswith(numpy_dir + os.sep + "numpy"), p)):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    getter.argtypes, getter.restype = [], ctypes.c_int
-                    return setter, getter
-    return None
-
-
-_blas = _find_blas_thread_control()
+#: OpenBLAS's thread control (None for another BLAS: the chunks then run one after another, so
+#: that BLAS threads and ours never compete for the cores).
+_blas = threads.blas
 
 
 class _Parallel:

@@ -1,0 +1,106 @@
+"""One threading (and allocation) policy for the whole CPU side of minicnn.
+
+Three thread systems live in a minicnn process, and on a small machine (2 cores) they fight:
+
+* OpenBLAS (NumPy's GEMM) starts a thread per core, and after every multi-threaded GEMM its
+  threads keep spinning for a while, waiting for the next one;
+* numba's ``prange`` kernels (pooling, batch norm) run on an OpenMP (libgomp) team whose threads,
+  by default, also spin after each parallel region;
+* the convolution runs chunks of the batch on its own worker threads (``minicnn/ops/conv.py``),
+  each chunk with a single-threaded GEMM.
+
+Measured on LeNet-5's training step (2 cores): every op took 2-5 times longer inside the step
+than alone, because the next op's threads found the cores busy with someone else's spinning.
+The policy, applied once when minicnn is imported (:func:`apply`):
+
+1. Parallelism is minicnn's own. BLAS runs single-threaded when minicnn has more than one thread
+   (``num_threads``): the convolution parallelises over chunks itself, and the small GEMMs of
+   the dense layers gain little from two BLAS threads but lose a lot to their spinning.
+2. OpenMP threads sleep when idle (``OMP_WAIT_POLICY=PASSIVE``, set before numba starts its
+   OpenMP team), so a ``prange`` kernel leaves the cores to whatever runs next.
+3. Large temporaries come back from the allocator without page faults. glibc hands every array
+   above its mmap threshold fresh pages from the kernel and returns them on ``free``; an array
+   of a few MB then costs ~0.14 ms per MB in page faults, each time it is created (a training
+   step creates dozens). Raising the mmap threshold to its maximum (32 MB) and never trimming
+   the heap keeps freed memory for reuse (LeNet-5's step: 22 -> 16 ms). The process keeps what it
+   once used as heap; arrays over 32 MB still go back to the system.
+
+Each part can be switched off by its environment variable set before minicnn is imported:
+``OMP_WAIT_POLICY`` (ours is only a default), ``MINICNN_NUM_THREADS`` (1 leaves BLAS with its own
+threads) and ``MINICNN_MALLOC_TUNING=0``.
+"""
+import ctypes
+import ctypes.util
+import os
+
+import numpy as np
+
+
+def _default_threads():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+#: Threads minicnn uses (``$MINICNN_NUM_THREADS``; default: the cores this process may use).
+num_threads = int(os.environ.get("MINICNN_NUM_THREADS", "0") or 0) or _default_threads()
+
+
+def find_blas_thread_control():
+    """``(set_num_threads, get_num_threads)`` of the OpenBLAS that NumPy loaded, or None.
+
+    (``threadpoolctl`` does this for every BLAS; this is the few lines OpenBLAS needs.)
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps
+                     if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return None
+    numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
+    # NumPy's own copy first (SciPy or others may have loaded another one)
+    for path in sorted(paths, key=lambda p: (not p.startswith(numpy_dir + os.sep + "numpy"), p)):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    setter.argtypes, setter.restype = [ctypes.c_int], None
+                    getter.argtypes, getter.restype = [], ctypes.c_int
+                    return setter, getter
+    return None
+
+
+#: OpenBLAS's ``(set_num_threads, get_num_threads)``, or None when NumPy uses another BLAS.
+blas = find_blas_thread_control()
+
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 2 ** 20   # glibc's largest allowed mmap threshold on 64-bit
+
+
+def _tune_malloc():
+    """Part 3 of the policy: keep freed arrays of up to 32 MB for reuse (glibc only)."""
+    if os.environ.get("MINICNN_MALLOC_TUNING", "1").strip() == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):   # not glibc (macOS, Windows, musl)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and
+                mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+
+
+def apply():
+    """Apply the policy of the module docstring (minicnn does this once, on import)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if num_threads > 1 and blas is not None:
+        blas[0](1)
+    _tune_malloc()
