@@ -47,6 +47,14 @@ How it is made fast on a CPU (measured on a 2-core machine; ``benchmarks/bench_c
 6. 1x1 convolutions with stride 1 and no padding need no im2col: the channels-last input is its
    own column matrix.
 7. float32 stays float32: no Python float, no float64 temporary on the way.
+8. A layer with one input channel (a grayscale first layer, LeNet-5's C1) skips im2col: its
+   column matrix would be 25 numbers wide for a 5x5 kernel, a GEMM that runs at memory speed.
+   ``minicnn/kernels/direct_conv.py`` computes it directly, one shifted image per kernel tap,
+   forward and weight gradient (2-3 times faster on C1). Such a layer's input is usually the
+   data, which needs no gradient; when it does, the input gradient takes the usual path.
+9. The bias gradient, a sum over all pixels per channel, is one matrix-vector product
+   (``ones @ gy``): NumPy's ``sum(axis=0)`` over a (N*OH*OW, OC) array with few channels is ten
+   times slower.
 
 Memory: :func:`conv2d_column_bytes` predicts the column buffers of a layer. Together they stay
 below ``max_column_bytes`` (256 MB unless ``$MINICNN_CONV_MAX_COLUMN_MB`` says otherwise) unless
@@ -62,6 +70,7 @@ import numpy as np
 
 from minicnn import backend, threads
 from minicnn.autograd import Function, as_tensor
+from minicnn.kernels import direct_conv
 from minicnn.kernels import im2col as kernels
 
 # ---------------------------------------------------------------------------------------------
@@ -570,6 +579,61 @@ def conv2d_input_grad_nhwc(gy, w, input_hw, stride, padding, groups=1, x=None):
     return gx, gw
 
 
+def _use_direct(xp, x_shape, w_shape, stride, groups):
+    """Point 8 of the module docstring: a one-channel conv at stride 1, on the CPU."""
+    return xp is np and groups == 1 and stride == (1, 1) and w_shape[1] == 1 and x_shape[3] == 1
+
+
+def _direct_split(n_images, bytes_per_image):
+    """``(images per chunk, chunks, workers)`` for the direct kernels: one chunk per worker."""
+    workers = _parallel.workers(np) if n_images * bytes_per_image >= parallel_min_bytes else 1
+    step = max(1, -(-n_images // workers))
+    chunks = -(-n_images // step) if n_images else 0
+    return step, chunks, workers
+
+
+def conv2d_direct_nhwc(x, w, b, padding):
+    """Forward of a one-channel conv (see :func:`_use_direct`): x (N, H, W, 1) -> y (N, OH, OW,
+    OC), chunks of the batch on the worker threads."""
+    N, H, W, _ = x.shape
+    OC, _, KH, KW = w.shape
+    OH, OW = H + 2 * padding[0] - KH + 1, W + 2 * padding[1] - KW + 1
+    y = np.empty((N, OH, OW, OC), dtype=x.dtype)
+    step, n_chunks, workers = _direct_split(N, OH * OW * OC * x.itemsize)
+
+    def chunk(i):
+        n0, n1 = i * step, min(N, (i + 1) * step)
+        direct_conv.conv2d_direct_numba(x[n0:n1], w, b, padding, out=y[n0:n1])
+
+    _parallel.run(chunk, n_chunks, workers)
+    return y
+
+
+def conv2d_direct_weight_grad_nhwc(x, gy, kernel, padding):
+    """Weight gradient of a one-channel conv: x (N, H, W, 1), gy (N, OH, OW, OC) -> gW (OC, 1,
+    KH, KW), the chunks' partial sums added in chunk order."""
+    N, OH, OW, OC = gy.shape
+    step, n_chunks, workers = _direct_split(N, OH * OW * OC * gy.itemsize)
+    if n_chunks == 0:
+        return np.zeros((OC, 1) + tuple(kernel), dtype=gy.dtype)
+
+    def chunk(i):
+        n0, n1 = i * step, min(N, (i + 1) * step)
+        return direct_conv.conv2d_direct_weight_grad_numba(x[n0:n1], gy[n0:n1], kernel, padding)
+
+    partials = _parallel.run(chunk, n_chunks, workers)
+    gw = partials[0]
+    for p in partials[1:]:
+        gw += p
+    return gw
+
+
+def _bias_grad(xp, gy):
+    """Sum of the channels-last ``gy`` over everything but the channels (point 9)."""
+    gy2 = gy.reshape(-1, gy.shape[-1])
+    return xp.matmul(xp.ones(gy2.shape[0], dtype=gy2.dtype), gy2)
+
+
 # ---------------------------------------------------------------------------------------------
 # Memory prediction
 # ---------------------------------------------------------------------------------------------
@@ -628,6 +692,10 @@ def conv2d_column_bytes(input_shape, weight_shape, stride=1, padding=0, groups=1
     out_hw = tuple(conv2d_output_size(n, k, s, p) for n, k, s, p in
                    zip((H, W), kernel, stride, padding))
     itemsize = np.dtype(dtype).itemsize
+    if _use_direct(np, (N, H, W, C), weight_shape, stride, groups):
+        # no columns forward or for gW (point 8); the input gradient, if needed, has its own
+        return _input_grad_bytes(N, (H, W), out_hw, kernel, stride, padding, Cg, OC, itemsize,
+                                 chunked, False) if backward else 0
     sizes = [_forward_bytes(N, out_hw, kernel, stride, padding, Cg, itemsize, chunked)]
     if backward:
         sizes.append(_input_grad_bytes(N, (H, W), out_hw, kernel, stride, padding, Cg,
@@ -680,7 +748,11 @@ class Conv2d(Function):
         xp = backend.get_array_module(x)
         self.x = _to_nhwc(xp, x)                 # saved for backward (a view, or one copy)
         self.w, self.has_bias = w, b is not None
-        y, _ = conv2d_nhwc(self.x, w, b, self.stride, self.padding, self.groups)
+        self.direct = _use_direct(xp, self.x.shape, w.shape, self.stride, self.groups)
+        if self.direct:
+            y = conv2d_direct_nhwc(self.x, w, b, self.padding)
+        else:
+            y, _ = conv2d_nhwc(self.x, w, b, self.stride, self.padding, self.groups)
         return y.transpose(0, 3, 1, 2)           # NCHW-shaped view of channels-last memory
 
     def backward(self, gy):
@@ -688,17 +760,20 @@ class Conv2d(Function):
         gy = _to_nhwc(xp, gy)
         need_x, need_w = self.inputs[0].requires_grad, self.inputs[1].requires_grad
         gx = gw = None
+        if need_w and self.direct:
+            gw = conv2d_direct_weight_grad_nhwc(self.x, gy, self.w.shape[2:], self.padding)
+            need_w = False
         if need_x:   # gx, and gW from the same columns where it can
-            gx, gw = conv2d_input_grad_nhwc(gy, self.w, self.x.shape[1:3], self.stride,
-                                            self.padding, self.groups,
-                                            x=self.x if need_w else None)
-            gx = gx.transpose(0, 3, 1, 2)
+            gx, gw_ = conv2d_input_grad_nhwc(gy, self.w, self.x.shape[1:3], self.stride,
+                                             self.padding, self.groups,
+                                             x=self.x if need_w else None)
+            gx, gw = gx.transpose(0, 3, 1, 2), gw if gw_ is None else gw_
         elif need_w:
             _, gw = conv2d_nhwc(self.x, self.w, None, self.stride, self.padding, self.groups,
                                 gy=gy, need_y=False)
         if not self.has_bias:
             return gx, gw
-        gb = gy.reshape(-1, gy.shape[-1]).sum(axis=0) if self.inputs[2].requires_grad else None
+        gb = _bias_grad(xp, gy) if self.inputs[2].requires_grad else None
         return gx, gw, gb
 
 
@@ -733,7 +808,7 @@ class ConvTranspose2d(Function):
             gx = gx.transpose(0, 3, 1, 2)
         if not self.has_bias:
             return gx, gw
-        gb = gy.reshape(-1, gy.shape[-1]).sum(axis=0) if self.inputs[2].requires_grad else None
+        gb = _bias_grad(xp, gy) if self.inputs[2].requires_grad else None
         return gx, gw, gb
 
 
