@@ -397,11 +397,11 @@ def _input_grad_as_convolution(kernel, stride, padding, in_hw, out_hw, cin_g, co
     Possible at stride 1 with padding < kernel. Worth it when it costs less, estimated per image
     in numbers written or read: the convolution copies ``in_hw * kH*kW * C_out`` numbers (im2col
     of gy) and reads them once per GEMM (one for gx, one more for gW); col2im writes ``gy @ W``
-    (``out_hw * kH*kW * C_in``) and gathers it back, and the weight gradient then needs im2col(x)
-    of that size too. The fixed costs of a copied run (im2col, about 8 numbers' worth) and of a
-    gathered kernel tap (col2im, about 24) were measured on LeNet-5's and ResNet-20's layers;
-    they make col2im the slow choice for few channels (C_in = 1) and the convolution the slow
-    one when C_out is much larger than C_in.
+    (``out_hw * kH*kW * C_in``) and adds it back run by run, and the weight gradient then needs
+    im2col(x) of that size too. A copied or added run (one kernel row of a window, ``kW*C``
+    numbers) has a fixed cost of about 8 numbers' worth in both im2col and col2im (measured on
+    LeNet-5's and ResNet-20's layers); it makes the convolution the slow choice when C_out is
+    much larger than C_in, and col2im the slow one for few channels out.
     """
     if stride != (1, 1) or padding[0] >= kernel[0] or padding[1] >= kernel[1]:
         return False
@@ -409,7 +409,7 @@ def _input_grad_as_convolution(kernel, stride, padding, in_hw, out_hw, cin_g, co
     n_in, n_out = in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]
     gemms = 2 if with_weight_grad else 1
     as_convolution = n_in * KH * (KW * cout_g + 8) + gemms * n_in * KH * KW * cout_g
-    with_col2im = n_out * KH * KW * cin_g + n_out * KH * KW * (cin_g + 24)
+    with_col2im = n_out * KH * KW * cin_g + n_out * KH * (KW * cin_g + 8)
     if with_weight_grad:
         with_col2im += n_out * KH * (KW * cin_g + 8) + n_out * KH * KW * cin_g
     return as_convolution <= with_col2im
