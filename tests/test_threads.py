@@ -35,3 +35,24 @@ def test_user_settings_win():
     assert got["wait"] == "ACTIVE"
     if got["has_blas"]:
         assert got["blas"] == 2   # one minicnn thread: BLAS keeps its own
+
+
+def test_matmul_large_products_use_all_blas_threads_then_restore(monkeypatch):
+    import numpy as np
+    from minicnn import threads
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((5, 4))
+    b = b.astype(np.float32)
+    np.testing.assert_allclose(threads.matmul(a, b), a @ b, rtol=1e-6)
+    if threads.blas is None or threads.num_threads <= 1:
+        return
+    seen = []
+    real = threads.blas
+    monkeypatch.setattr(threads, "blas", (lambda n: (seen.append(n), real[0](n)), real[1]))
+    monkeypatch.setattr(threads, "blas_parallel_min_flops", 2 * 6 * 5 * 4)
+    np.testing.assert_allclose(threads.matmul(a, b), a @ b, rtol=1e-6)
+    assert seen == [threads.num_threads, 1] and real[1]() == 1
+    seen.clear()
+    monkeypatch.setattr(threads, "blas_parallel_min_flops", 2 * 6 * 5 * 4 + 1)
+    threads.matmul(a, b)
+    assert seen == []
