@@ -10,7 +10,9 @@ warm-up. Models:
 
 - LeNet-5 (ReLU, max pooling), batch 128, 1x28x28;
 - VGG-11 in its CIFAR form (the VGG-11 convolution stack with batch norm, 32x32 inputs, one
-  512 -> 10 classifier), batch 64, 3x32x32.
+  512 -> 10 classifier), batch 64, 3x32x32;
+- ResNet-20 (He et al. 2016, CIFAR, option A shortcuts), batch 128, 3x32x32; PyTorch's twin is
+  written out below, layer for layer.
 
 Writes benchmarks/results/training.md (atomically).
 """
@@ -27,7 +29,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
-MODELS = {"lenet5": (128, (1, 28, 28)), "vgg11-cifar": (64, (3, 32, 32))}
+MODELS = {"lenet5": (128, (1, 28, 28)), "vgg11-cifar": (64, (3, 32, 32)),
+          "resnet20": (128, (3, 32, 32))}
 
 
 def build_minicnn(name):
@@ -35,6 +38,9 @@ def build_minicnn(name):
     from minicnn.models import lenet5
     if name == "lenet5":
         return lenet5(activation="relu", pool="max")
+    if name == "resnet20":
+        from minicnn.models.resnet_cifar import resnet20
+        return resnet20()
     layers, c = [], 3
     for v in VGG11:
         if v == "M":
@@ -45,8 +51,41 @@ def build_minicnn(name):
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 10))
 
 
+def torch_resnet20():
+    """CIFAR ResNet-20 in PyTorch: 3x3 conv 16, three stages of three basic blocks (16, 32, 64
+    channels), option A shortcuts (subsample + zero-pad channels), global average pool, fc."""
+    import torch
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.stride, self.extra = stride, cout - cin
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            shortcut = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+            if self.extra:
+                shortcut = nn.functional.pad(shortcut, (0, 0, 0, 0, 0, self.extra))
+            return torch.relu(out + shortcut)
+
+    layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
+    for cout, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(3):
+            layers.append(Block(cin, cout, stride if i == 0 else 1))
+            cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
 def build_torch(name):
     import torch.nn as nn
+    if name == "resnet20":
+        return torch_resnet20()
     if name == "lenet5":
         return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
                              nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
@@ -120,12 +159,13 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "MODEL"))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_one(*args.child, args.steps, args.warmup)))
         return
     rows = []
-    for name in MODELS:
+    for name in args.models:
         ours, err = measure("minicnn", name, args.steps, args.warmup)
         theirs, terr = measure("torch", name, args.steps, args.warmup)
         rows.append((name, ours, theirs, err or terr))
