@@ -17,8 +17,10 @@ from minicnn import data, models  # noqa: E402
 from minicnn.checkpoint import (CheckpointError, load_checkpoint, load_weights,  # noqa: E402
                                 save_checkpoint, save_weights)
 from minicnn.training import TrainingDiverged, evaluate, fit  # noqa: E402
+from minicnn.summary import summary  # noqa: E402  (the function; the module stays importable)
 
 __all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad",
            "is_grad_enabled", "gradcheck", "GradcheckError", "cat", "stack", "split", "manual_seed", "cuda", "backend", "nn",
            "optim", "data", "models", "fit", "evaluate", "TrainingDiverged", "save_checkpoint",
-           "load_checkpoint", "save_weights", "load_weights", "CheckpointError", "__version__"]
+           "load_checkpoint", "save_weights", "load_weights", "CheckpointError", "summary",
+           "__version__"]

@@ -2,6 +2,7 @@
 
     minicnn demo          LeNet-5 learns Fashion-MNIST: the first thing to run
     minicnn train         train a model of the zoo on a data set, with checkpoints and plots
+    minicnn summary       a model's layers, output shapes, parameters, multiply-adds, im2col bytes
     minicnn info          version, backend, device, BLAS and numba status
 """
 import argparse
@@ -190,6 +191,19 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_summary(args):
+    import minicnn as mc
+    from minicnn.models import default_input_shape, get_model
+
+    shape = tuple(args.input) if args.input else default_input_shape(args.model)
+    kwargs = {}
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
+    model = get_model(args.model, **kwargs)
+    mc.summary(model, (args.batch_size, *shape), depth=args.depth)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minicnn", description="minicnn: modern CNNs from scratch, for teaching.")
@@ -210,8 +224,20 @@ def build_parser():
     demo.set_defaults(func=cmd_demo)
 
     from minicnn.models import MODELS
+    summary = sub.add_parser("summary", help="layers, output shapes, parameters, multiply-adds "
+                                             "and im2col buffer bytes of a model")
+    summary.add_argument("model", choices=sorted(MODELS))
+    summary.add_argument("--input", type=int, nargs=3, metavar=("C", "H", "W"),
+                         help="input shape (default: the one the model is made for)")
+    summary.add_argument("--batch-size", type=int, default=1,
+                         help="batch for the multiply-adds and im2col bytes (default 1)")
+    summary.add_argument("--depth", type=int, default=3, help="container levels to expand")
+    summary.add_argument("--num-classes", type=int, default=None)
+    summary.set_defaults(func=cmd_summary)
+
     train = sub.add_parser("train", help="train a model on a data set")
-    train.add_argument("--model", default="lenet5", choices=sorted(MODELS))
+    classifiers = sorted(name for name in MODELS if name != "unet")
+    train.add_argument("--model", default="lenet5", choices=classifiers)
     train.add_argument("--data", default="fashion-mnist", choices=DATASETS)
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=128)

@@ -74,3 +74,11 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="no usable GPU"):
         cli.main(["train", "--subset", "bundled", "--epochs", "1", "--device", "cuda",
                   "--out", str(tmp_path)])
+
+
+def test_summary_command_prints_the_table(capsys):
+    assert cli.main(["summary", "resnet20", "--batch-size", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 269,722" in out
+    assert "layer1.0.conv1 (Conv2d)" in out
+    assert "Peak im2col buffers" in out
