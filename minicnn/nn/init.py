@@ -89,16 +89,28 @@ def _is_empty(tensor):
     return False
 
 
+def _draw_dtype(tensor):
+    """Draw float32 numbers for a float32 tensor: half the work of drawing float64 and
+    converting (building VGG-16's 138 M parameters took 6 s the other way)."""
+    return np.float32 if _array(tensor).dtype == np.float32 else np.float64
+
+
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with values drawn uniformly from [a, b)."""
     generator = get_generator() if generator is None else generator
-    return _write(tensor, generator.uniform(a, b, size=_array(tensor).shape))
+    values = generator.random(_array(tensor).shape, dtype=_draw_dtype(tensor))
+    values *= b - a
+    values += a
+    return _write(tensor, values)
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with values drawn from N(mean, std**2)."""
     generator = get_generator() if generator is None else generator
-    return _write(tensor, generator.normal(mean, std, size=_array(tensor).shape))
+    values = generator.standard_normal(_array(tensor).shape, dtype=_draw_dtype(tensor))
+    values *= std
+    values += mean
+    return _write(tensor, values)
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
