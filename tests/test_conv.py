@@ -20,7 +20,6 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
-import optest
 from minicnn.autograd import Tensor
 from minicnn.kernels import im2col as kernels
 from minicnn.nn import conv as conv_layers
@@ -142,25 +141,7 @@ conv_transpose_case("groups 2", 2, 4, (3, 3), 6, 3, stride=2, padding=1, groups=
 conv_transpose_case("1x1", 2, 3, (3, 3), 2, 1)
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_forward(case):
-    optest.check_forward(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_gradcheck(case):
-    optest.check_gradcheck(case)
-
-
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_against_torch(case):
-    optest.check_torch(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_device_equals_cpu(case, device):
-    optest.check_device(case, device)
+# (the four shared checks run over these CASES in tests/test_ops.py)
 
 
 def test_the_references_agree_with_each_other():

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import minicnn as mc
-import optest
 from minicnn import random as mc_random
 from minicnn.nn.dropout import Dropout, Dropout2d
 from minicnn.ops import dropout as ops_dropout
@@ -49,22 +48,7 @@ def _restore_generator():
     mc_random.set_rng_state(state)
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_forward(case):
-    optest.check_forward(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_gradcheck(case):
-    optest.check_gradcheck(case)
-
-
-# (no comparison with PyTorch: its random stream is not minicnn's, so its masks differ)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_device_equals_cpu(case, device):
-    optest.check_device(case, device)
+# (the four shared checks run over these CASES in tests/test_ops.py)
 
 
 # ---- behaviour -----------------------------------------------------------------------------------

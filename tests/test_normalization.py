@@ -7,7 +7,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
-import optest
 from minicnn.kernels import normalization as K
 from minicnn.nn.normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm
 from minicnn.ops import normalization
@@ -89,24 +88,7 @@ for shape, size in [((2, 5, 3, 3), 3), ((2, 4, 3, 2), 2), ((2, 6, 4), 5), ((1, 3
         _torch(lambda x, size=size: TF.local_response_norm(x, size, 0.5, 0.75, 1.5))))
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_forward(case):
-    optest.check_forward(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_gradcheck(case):
-    optest.check_gradcheck(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_against_torch(case):
-    optest.check_torch(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_device_equals_cpu(case, device):
-    optest.check_device(case, device)
+# (the four shared checks run over these CASES in tests/test_ops.py)
 
 
 # ---- batch norm against PyTorch over many shapes and layouts -----------------------------------

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
-import optest
 from minicnn.ops import pooling
 from minicnn.ops.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_output_size
 from optest import OpCase, distinct, inputs, normal, torch
@@ -124,24 +123,7 @@ for shape, size in ADAPTIVE_CONFIGS:
         (lambda x, size=size: TF.adaptive_avg_pool2d(x, size)) if torch is not None else None))
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_forward(case):
-    optest.check_forward(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_gradcheck(case):
-    optest.check_gradcheck(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_against_torch(case):
-    optest.check_torch(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_device_equals_cpu(case, device):
-    optest.check_device(case, device)
+# (the four shared checks run over these CASES in tests/test_ops.py)
 
 
 # ---- many configurations against PyTorch (hypothesis) -----------------------------------------

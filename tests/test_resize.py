@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
-import optest
 from minicnn.nn.pooling import Upsample
 from minicnn.ops import resize, shape
 from minicnn.ops.resize import center_crop, interpolate
@@ -83,24 +82,7 @@ CASES.append(OpCase(
     (lambda x: x[:, :, 2:6, 2:5]) if torch is not None else None))
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_forward(case):
-    optest.check_forward(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_gradcheck(case):
-    optest.check_gradcheck(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_against_torch(case):
-    optest.check_torch(case)
-
-
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_device_equals_cpu(case, device):
-    optest.check_device(case, device)
+# (the four shared checks run over these CASES in tests/test_ops.py)
 
 
 # ---- many configurations against PyTorch -------------------------------------------------------
