@@ -33,14 +33,8 @@ MODELS = {"lenet5": (128, (1, 28, 28)), "vgg11-cifar": (64, (3, 32, 32)),
           "resnet20": (128, (3, 32, 32))}
 
 
-def build_minicnn(name):
-    import minicnn.nn as nn
-    from minicnn.models import lenet5
-    if name == "lenet5":
-        return lenet5(activation="relu", pool="max")
-    if name == "resnet20":
-        from minicnn.models.resnet_cifar import resnet20
-        return resnet20()
+def vgg11_cifar(nn):
+    """The same VGG-11 from either ``minicnn.nn`` or ``torch.nn``: the APIs are the same."""
     layers, c = [], 3
     for v in VGG11:
         if v == "M":
@@ -49,6 +43,17 @@ def build_minicnn(name):
             layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()]
             c = v
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 10))
+
+
+def build_minicnn(name):
+    import minicnn.nn as nn
+    from minicnn.models import lenet5
+    if name == "lenet5":
+        return lenet5(activation="relu", pool="max")
+    if name == "resnet20":
+        from minicnn.models.resnet_cifar import resnet20
+        return resnet20()
+    return vgg11_cifar(nn)
 
 
 def torch_resnet20():
@@ -91,14 +96,7 @@ def build_torch(name):
                              nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
                              nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
                              nn.Linear(84, 10))
-    layers, c = [], 3
-    for v in VGG11:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()]
-            c = v
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 10))
+    return vgg11_cifar(nn)
 
 
 def run_one(framework, name, steps, warmup):

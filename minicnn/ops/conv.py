@@ -72,6 +72,7 @@ from minicnn import backend, threads
 from minicnn.autograd import Function, as_tensor
 from minicnn.kernels import direct_conv
 from minicnn.kernels import im2col as kernels
+from minicnn.ops.shape import as_pair as _pair
 
 # ---------------------------------------------------------------------------------------------
 # Knobs
@@ -221,14 +222,6 @@ def _chunking(xp, n_images, bytes_per_image):
 # Sizes and argument checks (everything here runs before any array work)
 # ---------------------------------------------------------------------------------------------
 
-def _pair(value, name, op):
-    """``value`` as a pair of ints: an int ``k`` becomes ``(k, k)``."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and \
-            all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
 
 
 def conv2d_output_size(size, kernel, stride=1, padding=0):

@@ -21,20 +21,13 @@ import numpy as np
 from minicnn import backend
 from minicnn.autograd import Function, Tensor
 from minicnn.kernels import pooling as kernels
+from minicnn.ops.shape import as_pair as _pair
 
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks (all of them run before any array work)
 # ---------------------------------------------------------------------------------------------
 
-def _pair(value, name, op):
-    """``value`` as a pair of ints: an int ``k`` becomes ``(k, k)``."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and \
-            all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
 
 
 def check_4d(x, op):

@@ -117,6 +117,17 @@ class Pad(Function):
 
 # ---- functions ------------------------------------------------------------------------------
 
+def as_pair(value, name, op):
+    """``value`` as a pair of ints (an int ``k`` becomes ``(k, k)``), for kernel sizes, strides
+    and paddings; anything else is a TypeError naming ``op`` and ``name``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and \
+            all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+
+
 def _normalize_axis(axis, ndim, name):
     if not -ndim <= axis < max(ndim, 1):
         raise IndexError(f"{name}: axis {axis} is out of range for a tensor with {ndim} axes")
