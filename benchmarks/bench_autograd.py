@@ -22,6 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import minicnn as mc  # noqa: E402
 import minicnn.nn as nn  # noqa: E402
 import minicnn.nn.functional as F  # noqa: E402
+from results_io import write_results  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def median_time(fn, repeats=5, number=1, warmup=1):
@@ -104,13 +105,7 @@ def main():
         ratio = f"{ours / theirs:.2f}x" if theirs else "n/a"
         theirs_s = f"{theirs:.1f}" if theirs else "n/a"
         lines.append(f"| {name} | {ours:.1f} | {theirs_s} | {ratio} |")
-    text = "\n".join(lines)
-    print(text)
-    out = pathlib.Path(__file__).parent / "results" / "autograd.md"
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, out)
+    write_results("autograd", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import minicnn as mc  # noqa: E402
 from minicnn.kernels import im2col as im2col_kernels  # noqa: E402
 from minicnn.ops import conv as conv_ops  # noqa: E402
 from minicnn.ops.conv import conv2d  # noqa: E402
+from results_io import write_results  # noqa: E402  (benchmarks/ is on sys.path)
 
 # (name, batch, C, H, W, OC, kernel, stride, padding, bias)
 LENET = [("LeNet-5 conv1 1->6 5x5 p2", 128, 1, 28, 28, 6, 5, 1, 2, True),
@@ -247,13 +248,7 @@ def main():
         for name, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
             lines.append(f"| {name} | {seconds * 1e3:.1f} | {seconds / (workers * total):.0%} |")
 
-    text = "\n".join(lines)
-    print(text)
-    out = pathlib.Path(__file__).resolve().parent / "results" / "conv.md"
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, out)
+    write_results("conv", "\n".join(lines))
 
 
 if __name__ == "__main__":

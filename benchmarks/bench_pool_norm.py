@@ -39,6 +39,7 @@ import minicnn as mc  # noqa: E402
 from minicnn.ops.activation import relu  # noqa: E402
 from minicnn.ops.normalization import batch_norm  # noqa: E402
 from minicnn.ops.pooling import avg_pool2d, max_pool2d  # noqa: E402
+from results_io import write_results  # noqa: E402  (benchmarks/ is on sys.path)
 
 BATCH = 128
 RESNET20_BN = [((BATCH, 16, 32, 32), 7), ((BATCH, 32, 16, 16), 6), ((BATCH, 64, 8, 8), 6)]
@@ -185,13 +186,7 @@ def main():
     for name, lay, ours, theirs in rows:
         lines.append(f"| {name} | {lay} | {fmt_ms(ours)} | {fmt_ms(theirs)} | "
                      f"{ratio(ours, theirs)} |")
-    text = "\n".join(lines)
-    print(text)
-    out = pathlib.Path(__file__).resolve().parent / "results" / "pool_norm.md"
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, out)
+    write_results("pool_norm", "\n".join(lines))
 
 
 if __name__ == "__main__":

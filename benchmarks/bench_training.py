@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from results_io import write_results  # noqa: E402  (benchmarks/ is on sys.path)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
@@ -187,13 +188,7 @@ def main():
         t_mb = f"{theirs['peak_mb']:,.0f}" if theirs else "n/a"
         lines.append(f"| {name} ({batch}) | {ours['images_per_s']:,.0f} | {t_ips} | {ratio} | "
                      f"{ours['peak_mb']:,.0f} | {t_mb} |")
-    text = "\n".join(lines)
-    print(text)
-    out = ROOT / "benchmarks" / "results" / "training.md"
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, out)
+    write_results("training", "\n".join(lines))
 
 
 if __name__ == "__main__":
