@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minicnn.data.dataset import ArrayDataset
+from minicnn.data.dataset import ArrayDataset, find_or_download
 from minicnn.data.download import ENV_VAR, cache_dir, candidate_dirs, fetch
-from minicnn.data.errors import DataError, DatasetNotFoundError
+from minicnn.data.errors import DataError
 
 try:  # NumPy 2 moved numpy.core to numpy._core; old pickles still name numpy.core
     from numpy._core import multiarray as _multiarray
@@ -131,11 +131,7 @@ class CIFAR10(ArrayDataset):
     def __init__(self, root=None, train=True, download=False, transform=None):
         self.train = bool(train)
         self.root = root
-        folder = self._locate(root)
-        if folder is None and download:
-            folder = self.download(root)
-        if folder is None:
-            raise DatasetNotFoundError(self._not_found_message(root))
+        folder = find_or_download(self, root, download)
         parts = [read_cifar_batch(folder / f) for f in self._files()]
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])

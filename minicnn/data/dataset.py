@@ -9,6 +9,19 @@ is one fancy-indexing operation, not 128 Python calls.
 import numpy as np
 
 from minicnn.data import transforms as T
+from minicnn.data.errors import DatasetNotFoundError
+
+
+def find_or_download(dataset, root, download):
+    """The folder holding ``dataset``'s files: found by its ``_locate(root)``, else fetched by
+    its ``download(root)`` when ``download`` is set, else a DatasetNotFoundError saying how to
+    get the files (MNIST, Fashion-MNIST and CIFAR-10 all follow this order)."""
+    folder = dataset._locate(root)
+    if folder is None and download:
+        folder = dataset.download(root)
+    if folder is None:
+        raise DatasetNotFoundError(dataset._not_found_message(root))
+    return folder
 
 
 def _as_nchw(images):

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minicnn.data.dataset import ArrayDataset
+from minicnn.data.dataset import ArrayDataset, find_or_download
 from minicnn.data.download import ENV_VAR, cache_dir, candidate_dirs, fetch
-from minicnn.data.errors import DataError, DatasetNotFoundError
+from minicnn.data.errors import DataError
 from minicnn.data.idx import read_idx
 
 SPLIT_FILES = {
@@ -95,11 +95,7 @@ class MNIST(ArrayDataset):
     def __init__(self, root=None, train=True, download=False, transform=None):
         self.train = bool(train)
         self.root = root
-        folder = self._locate(root)
-        if folder is None and download:
-            folder = self.download(root)
-        if folder is None:
-            raise DatasetNotFoundError(self._not_found_message(root))
+        folder = find_or_download(self, root, download)
         images, labels = self._load(folder)
         super().__init__(images, labels, transform=transform)
         self.folder = folder
