@@ -42,17 +42,34 @@ def _is_basic_index(key):
                for k in parts)
 
 
+def _axis_order(a):
+    """The axes of ``a`` from the largest stride to the smallest: (0, 1, 2, 3) for a C-ordered
+    NCHW array, (0, 2, 3, 1) for the channels-last arrays the conv engine returns."""
+    return tuple(sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis])))
+
+
+def _zeros_in_layout(xp, shape, axis_order, dtype):
+    """Zeros of ``shape`` laid out in memory in ``axis_order`` (see :func:`_axis_order`).
+
+    NOTE: a gradient in another memory layout than the tensors it meets later (in the gradient
+    sum of a tensor used twice, in an element-wise backward) forces NumPy into strided passes
+    several times slower than contiguous ones; so gradients keep their input's layout."""
+    inverse = np.argsort(axis_order)
+    return xp.zeros([shape[axis] for axis in axis_order], dtype=dtype).transpose(inverse)
+
+
 class GetItem(Function):
     def __init__(self, key):
         self.key = key
 
     def forward(self, x):
         self.in_shape, self.in_dtype = x.shape, x.dtype
+        self.in_axis_order = _axis_order(x)
         return x[self.key]
 
     def backward(self, gy):
         xp = backend.get_array_module(gy)
-        gx = xp.zeros(self.in_shape, dtype=gy.dtype)
+        gx = _zeros_in_layout(xp, self.in_shape, self.in_axis_order, gy.dtype)
         if _is_basic_index(self.key):
             gx[self.key] = gy
         else:  # advanced indexing may pick an element several times: sum, don't overwrite
@@ -109,7 +126,15 @@ class Pad(Function):
 
     def forward(self, x):
         xp = backend.get_array_module(x)
-        return xp.pad(x, self.widths, mode="constant", constant_values=self.value)
+        shape = tuple(n + b + a for n, (b, a) in zip(x.shape, self.widths))
+        # NOTE: ``xp.pad`` returns a C-ordered array whatever the input's layout; the conv engine
+        # works channels-last, so a C-ordered result would make every element-wise op after it
+        # (and its backward) mix layouts, which costs NumPy a strided pass several times slower
+        # than a contiguous one. ``empty_like`` with order 'K' keeps the input's axis order.
+        y = xp.empty_like(x, shape=shape)
+        y.fill(self.value)
+        y[tuple(slice(b, b + n) for n, (b, _) in zip(x.shape, self.widths))] = x
+        return y
 
     def backward(self, gy):
         return gy[tuple(slice(b, gy.shape[i] - a) for i, (b, a) in enumerate(self.widths))]
