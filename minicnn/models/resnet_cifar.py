@@ -21,8 +21,10 @@ activations and initialisations) the factories also take:
   instead (the counts change: ResNet-20 without BN has 269,034 parameters);
 - ``activation='relu'`` (or ``'tanh'``, ``'sigmoid'``);
 - ``init='kaiming_fan_out'``: convs ``kaiming_normal_(mode='fan_out')`` as torchvision's ResNets
-  (default), ``'kaiming_fan_in'`` (He et al. 2015's forward rule), ``'xavier'`` (Glorot normal)
-  or ``'default'`` (each layer's own ``reset_parameters``); the gain follows ``activation``.
+  (default), ``'kaiming_fan_in'`` (He et al. 2015's forward rule), ``'xavier'`` (Glorot normal),
+  ``'normal'`` (N(0, 0.01**2), the small fixed scale that makes deep plain nets without BN lose
+  their signal and gradients) or ``'default'`` (each layer's own ``reset_parameters``); the
+  gain follows ``activation``.
   BN weights start at 1 and biases at 0; the fc layer keeps ``Linear``'s default. Conv biases
   (``norm=False``) start at 0, except with ``'default'``.
 
@@ -34,7 +36,7 @@ import minicnn.nn as nn
 import minicnn.nn.functional as F
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-_INITS = ("kaiming_fan_out", "kaiming_fan_in", "xavier", "default")
+_INITS = ("kaiming_fan_out", "kaiming_fan_in", "xavier", "normal", "default")
 
 
 def conv3x3(in_planes, out_planes, stride=1, bias=False):
@@ -146,6 +148,8 @@ class CifarResNet(nn.Module):
                     continue
                 if init == "xavier":
                     nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(gain_name))
+                elif init == "normal":
+                    nn.init.normal_(m.weight, 0.0, 0.01)
                 else:
                     nn.init.kaiming_normal_(m.weight, mode=init[len("kaiming_"):],
                                             nonlinearity=gain_name)
