@@ -47,13 +47,17 @@ A ``prange`` region inside them would fight those threads (and OpenBLAS's, which
 for a while after each multi-threaded GEMM): on a 2-core machine that made the copies 10-100
 times slower, while the serial copy of an in-cache chunk already runs close to ``memcpy`` speed.
 
-The CUDA C twins come with the GPU work; until then CuPy arrays take the reference versions.
+* a CUDA C twin (``*_cuda``, source in ``kernels/im2col.cu``), what the GPU runs for CuPy
+  arrays: one thread per output element, col2im as a gather (each thread sums the column entries
+  of its own pixel, so no atomics). Launched through ``kernels/cuda_kernels.py``.
+
 :func:`im2col` and :func:`col2im` choose the version for an array.
 """
 import numpy as np
 from numba import njit
 
 from minicnn import backend
+from minicnn.kernels import cuda_kernels
 
 
 def output_size(size, kernel, stride, padding):
@@ -216,19 +220,56 @@ def col2im_numba(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), 
 
 
 # ---------------------------------------------------------------------------------------------
+# CUDA twins (CuPy arrays; kernels/im2col.cu)
+# ---------------------------------------------------------------------------------------------
+
+def im2col_cuda(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """CUDA twin of :func:`im2col_reference` (CuPy arrays, float32/float64): kernel
+    ``im2col_nhwc``, one thread per element of the column matrix."""
+    xp = backend.get_array_module(x)
+    N, H, W, C, OH, OW = _sizes(x.shape, kernel_size, stride, padding)
+    shape = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
+    out = xp.empty(shape, dtype=x.dtype) if out is None else _check_out(out, shape, x.dtype,
+                                                                        "im2col")
+    cuda_kernels.im2col(xp.ascontiguousarray(x), kernel_size, stride, padding, (OH, OW), out)
+    return out
+
+
+def col2im_cuda(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """CUDA twin of :func:`col2im_reference` (CuPy arrays, float32/float64): kernel
+    ``col2im_nhwc``, one thread per image element gathering its column entries."""
+    xp = backend.get_array_module(cols)
+    image_shape = tuple(image_shape)
+    N, H, W, C, OH, OW = _sizes(image_shape, kernel_size, stride, padding)
+    expected = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
+    if cols.shape != expected:
+        raise ValueError(f"col2im: columns of shape {cols.shape} do not belong to an image of "
+                         f"shape {image_shape} (expected {expected})")
+    out = xp.empty(image_shape, dtype=cols.dtype) if out is None else \
+        _check_out(out, image_shape, cols.dtype, "col2im")
+    cuda_kernels.col2im(xp.ascontiguousarray(cols), kernel_size, stride, padding, (OH, OW), out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Dispatch: the one place that picks a version per array module
 # ---------------------------------------------------------------------------------------------
 
 def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
-    """Column matrix of the channels-last image ``x``: numba for NumPy arrays, the reference
-    for CuPy (until the CUDA twin exists)."""
+    """Column matrix of the channels-last image ``x``: numba for NumPy arrays, the CUDA kernel
+    for float32/float64 CuPy arrays (the reference for any other dtype)."""
     if isinstance(x, np.ndarray):
         return im2col_numba(x, kernel_size, stride, padding, out)
+    if x.dtype in cuda_kernels.CTYPES:
+        return im2col_cuda(x, kernel_size, stride, padding, out)
     return im2col_reference(x, kernel_size, stride, padding, out)
 
 
 def col2im(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
-    """Image of shape ``image_shape`` (N, H, W, C) summed from the column matrix ``cols``."""
+    """Image of shape ``image_shape`` (N, H, W, C) summed from the column matrix ``cols`` (numba
+    for NumPy arrays, the CUDA kernel for float32/float64 CuPy arrays)."""
     if isinstance(cols, np.ndarray):
         return col2im_numba(cols, image_shape, kernel_size, stride, padding, out)
+    if cols.dtype in cuda_kernels.CTYPES:
+        return col2im_cuda(cols, image_shape, kernel_size, stride, padding, out)
     return col2im_reference(cols, image_shape, kernel_size, stride, padding, out)

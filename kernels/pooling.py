@@ -9,7 +9,10 @@ Each kernel comes twice:
   sum) over the ``kH*kW`` slices is the pooling. It works on any array module (NumPy or CuPy) and
   is what the tests compare against;
 * a numba twin (``*_numba``) that loops over windows, parallel over images. It is what the CPU
-  uses. (The CUDA C twins come with the GPU work; until then CuPy arrays take the reference.)
+  uses;
+* a CUDA C twin (``*_cuda``, source in ``kernels/pooling.cu``) for float32/float64 CuPy arrays:
+  one thread per output element, the backward kernels as gathers (each thread of ``gx`` sums the
+  windows that contain its pixel), so no atomics.
 
 Window rules (PyTorch's, for output pixel ``(oh, ow)``): rows ``oh*sH - pH ... oh*sH - pH + kH - 1``
 of the input, where rows outside ``0 .. H-1`` are padding. Max pooling never picks padding (it
@@ -18,7 +21,7 @@ NaN wins over everything, as in PyTorch. Average pooling divides by the window s
 padded input (``count_include_pad=True``), by the number of real input elements
 (``count_include_pad=False``), or by ``divisor_override``.
 
-Layout of the numba twins: they take C-contiguous arrays of shape ``(N, H, W, C)``. An image in
+Layout of the numba and CUDA twins: they take C-contiguous arrays of shape ``(N, H, W, C)``. An image in
 channels-last memory (an NCHW-shaped view of an NHWC array, as the convolution produces) is passed
 as it is; a C-contiguous NCHW array is passed as ``(N*C, H, W, 1)`` -- every channel plane an image
 with one channel. Either way, no copy. :func:`to_images` / :func:`from_images` do that, and the
@@ -30,6 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from minicnn import backend
+from minicnn.kernels import cuda_kernels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,10 +50,11 @@ def to_images(x, channels_last):
     """The NCHW-shaped ``x`` as a C-contiguous ``(N', H, W, C')`` array for the numba twins:
     ``(N, H, W, C)`` when ``channels_last``, else ``(N*C, H, W, 1)``. Copies only when ``x`` is in
     neither layout."""
+    xp = backend.get_array_module(x)
     n, c, h, w = x.shape
     if channels_last:
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    return np.ascontiguousarray(x).reshape(n * c, h, w, 1)
+        return xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return xp.ascontiguousarray(x).reshape(n * c, h, w, 1)
 
 
 def from_images(y, n, c, channels_last):
@@ -179,9 +184,44 @@ def max_pool2d_backward_numba(gy, indices, gx):
                     gx[n, indices[n, r, q, c], c] += gy[n, r, q, c]
 
 
+def _on_gpu(a):
+    """Does ``a`` go to a CUDA twin? (CuPy arrays of the kernels' dtypes; others take the
+    reference.)"""
+    return backend.device_of(a) == "cuda" and a.dtype in cuda_kernels.CTYPES
+
+
+def max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size, channels_last):
+    """CUDA twin of :func:`max_pool2d_forward_reference` (kernel ``max_pool2d_forward_nhwc``);
+    NCHW-shaped results in ``x``'s layout, int32 indices."""
+    import cupy
+    n, c = x.shape[:2]
+    images = to_images(x, channels_last)
+    shape = (images.shape[0], *output_size, images.shape[3])
+    y, indices = cupy.empty(shape, dtype=x.dtype), cupy.empty(shape, dtype=np.int32)
+    cuda_kernels.max_pool2d_forward(images, kernel_size, stride, padding, output_size, y,
+                                    indices)
+    return from_images(y, n, c, channels_last), from_images(indices, n, c, channels_last)
+
+
+def max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padding,
+                             channels_last):
+    """CUDA twin of :func:`max_pool2d_backward_reference` (kernel ``max_pool2d_backward_nhwc``,
+    a gather: one thread per element of gx)."""
+    import cupy
+    n, c, h, w = input_shape
+    gy = to_images(gy, channels_last)
+    indices = to_images(indices, channels_last).astype(np.int32, copy=False)
+    gx = cupy.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
+    cuda_kernels.max_pool2d_backward(gy, indices, kernel_size, stride, padding, gx)
+    return from_images(gx, n, c, channels_last)
+
+
 def max_pool2d_forward(x, kernel_size, stride, padding, output_size, channels_last):
-    """Max pooling on any device: the numba twin for NumPy arrays (in ``x``'s layout), the
-    reference elsewhere. Returns ``(y, indices)`` as NCHW-shaped arrays."""
+    """Max pooling on any device: the numba twin for NumPy arrays (in ``x``'s layout), the CUDA
+    twin for CuPy arrays. Returns ``(y, indices)`` as NCHW-shaped arrays."""
+    if _on_gpu(x):
+        return max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size,
+                                       channels_last)
     if backend.device_of(x) != "cpu":
         return max_pool2d_forward_reference(x, kernel_size, stride, padding, output_size)
     n, c = x.shape[:2]
@@ -196,6 +236,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size, channels_la
 
 def max_pool2d_backward(gy, indices, input_shape, kernel_size, stride, padding, channels_last):
     """Gradient of :func:`max_pool2d_forward` (same dispatch, same layout)."""
+    if _on_gpu(gy):
+        return max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padding,
+                                        channels_last)
     if backend.device_of(gy) != "cpu":
         return max_pool2d_backward_reference(gy, indices, input_shape, kernel_size, stride,
                                              padding)
@@ -321,10 +364,37 @@ def avg_pool2d_backward_numba(share, kh, kw, sh, sw, ph, pw, gx):
                             gx[n, hh, ww, c] += share[n, r, q, c]
 
 
+def avg_pool2d_forward_cuda(x, kernel_size, stride, padding, divisors, channels_last):
+    """CUDA twin of :func:`avg_pool2d_forward_reference` (kernel ``avg_pool2d_forward_nhwc``);
+    ``divisors`` (OH, OW) from :func:`avg_pool2d_divisors` (NumPy)."""
+    import cupy
+    n, c = x.shape[:2]
+    images = to_images(x, channels_last)
+    y = cupy.empty((images.shape[0], *divisors.shape, images.shape[3]), dtype=x.dtype)
+    cuda_kernels.avg_pool2d_forward(images, kernel_size, stride, padding,
+                                    cupy.asarray(divisors, dtype=x.dtype), y)
+    return from_images(y, n, c, channels_last)
+
+
+def avg_pool2d_backward_cuda(gy, input_shape, kernel_size, stride, padding, divisors,
+                             channels_last):
+    """CUDA twin of :func:`avg_pool2d_backward_reference` (kernel ``avg_pool2d_backward_nhwc``,
+    a gather that divides each window's gradient by its divisor)."""
+    import cupy
+    n, c, h, w = input_shape
+    gy = to_images(gy, channels_last)
+    gx = cupy.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
+    cuda_kernels.avg_pool2d_backward(gy, kernel_size, stride, padding,
+                                     cupy.asarray(divisors, dtype=gy.dtype), gx)
+    return from_images(gx, n, c, channels_last)
+
+
 def avg_pool2d_forward(x, kernel_size, stride, padding, divisors, channels_last):
-    """Average pooling on any device (numba twin for NumPy arrays, reference elsewhere);
+    """Average pooling on any device (numba twin for NumPy arrays, CUDA twin for CuPy arrays);
     ``divisors`` from :func:`avg_pool2d_divisors`."""
     output_size = divisors.shape
+    if _on_gpu(x):
+        return avg_pool2d_forward_cuda(x, kernel_size, stride, padding, divisors, channels_last)
     if backend.device_of(x) != "cpu":
         return avg_pool2d_forward_reference(x, kernel_size, stride, padding, output_size,
                                             divisors)
@@ -337,6 +407,9 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, divisors, channels_last)
 
 def avg_pool2d_backward(gy, input_shape, kernel_size, stride, padding, divisors, channels_last):
     """Gradient of :func:`avg_pool2d_forward` (same dispatch, same layout)."""
+    if _on_gpu(gy):
+        return avg_pool2d_backward_cuda(gy, input_shape, kernel_size, stride, padding, divisors,
+                                        channels_last)
     if backend.device_of(gy) != "cpu":
         return avg_pool2d_backward_reference(gy, input_shape, kernel_size, stride, padding,
                                              divisors)

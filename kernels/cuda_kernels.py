@@ -1,0 +1,313 @@
+"""Loading and launching the CUDA C kernels (``kernels/*.cu``) through CuPy.
+
+Every kernel is a template over the element type ``T`` (``float`` or ``double``) that runs one
+thread per output element (see the header comment of each kernel in its ``.cu`` file). This
+module holds:
+
+* :data:`KERNELS`, the table of every kernel: its ``.cu`` file and its argument list, written out
+  as in the source (``"const T*"``, ``"int"``, ...). The launch code converts arguments by this
+  table, the nvcc compile check (``kernels/nvcc_check.py``) instantiates the kernels by it, and
+  ``tests/test_cuda_kernels.py`` checks it against the sources, so a kernel renamed or an argument
+  added in a ``.cu`` file cannot go unnoticed;
+* :func:`plan`, which turns a kernel name, a dtype and the arguments into a :class:`Launch`
+  (name expression, grid, block, typed argument tuple). It needs no GPU: the host-side test
+  harness and :func:`minicnn.cuda.show_kernel` use the same plans as the GPU;
+* :func:`module` (``cupy.RawModule`` per ``.cu`` file, compiled by NVRTC on first use and cached)
+  and :func:`launch`;
+* the GPU twins of the NumPy references: :func:`im2col`, :func:`col2im`,
+  :func:`max_pool2d_forward`, ... with the arguments of ``kernels/im2col.py`` and
+  ``kernels/pooling.py``, which call them for CuPy arrays.
+"""
+import dataclasses
+import functools
+import re
+
+import numpy as np
+
+from minicnn.kernels import KERNEL_DIR
+
+#: threads per block: a multiple of the warp size (32); 256 keeps several blocks resident per
+#: multiprocessor for these register-light kernels.
+BLOCK = 256
+
+#: options passed to NVRTC (CuPy adds the architecture of the device)
+NVRTC_OPTIONS = ("--std=c++17",)
+
+#: the C types of the templates' instantiations, per NumPy dtype
+CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+_IMAGE_ARGS = (("long long", "total"), ("int", "H"), ("int", "W"), ("int", "C"), ("int", "KH"),
+               ("int", "KW"), ("int", "sH"), ("int", "sW"), ("int", "pH"), ("int", "pW"),
+               ("int", "OH"), ("int", "OW"))
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSpec:
+    """One ``__global__`` template: its source file, its arguments ``(C type, name)`` in order,
+    and what one thread computes (``thread``: the output element's index names, outermost
+    first; ``output``: the argument whose elements the threads write, one each)."""
+    file: str
+    args: tuple
+    thread: tuple
+    output: str
+
+
+KERNELS = {
+    "im2col_nhwc": KernelSpec(
+        "im2col.cu", (("const T*", "x"), ("T*", "cols")) + _IMAGE_ARGS,
+        ("n", "oh", "ow", "kh", "kw", "c"), "cols"),
+    "col2im_nhwc": KernelSpec(
+        "im2col.cu", (("const T*", "cols"), ("T*", "image")) + _IMAGE_ARGS,
+        ("n", "y", "x", "c"), "image"),
+    "max_pool2d_forward_nhwc": KernelSpec(
+        "pooling.cu", (("const T*", "x"), ("T*", "y"), ("int*", "indices")) + _IMAGE_ARGS,
+        ("n", "oh", "ow", "c"), "y"),
+    "max_pool2d_backward_nhwc": KernelSpec(
+        "pooling.cu", (("const T*", "gy"), ("const int*", "indices"), ("T*", "gx"))
+        + _IMAGE_ARGS, ("n", "y", "x", "c"), "gx"),
+    "avg_pool2d_forward_nhwc": KernelSpec(
+        "pooling.cu", (("const T*", "x"), ("const T*", "divisors"), ("T*", "y")) + _IMAGE_ARGS,
+        ("n", "oh", "ow", "c"), "y"),
+    "avg_pool2d_backward_nhwc": KernelSpec(
+        "pooling.cu", (("const T*", "gy"), ("const T*", "divisors"), ("T*", "gx"))
+        + _IMAGE_ARGS, ("n", "y", "x", "c"), "gx"),
+}
+
+
+def name_expression(kernel, dtype):
+    """``"im2col_nhwc<float>"``: how NVRTC and CuPy name one instantiation."""
+    dtype = np.dtype(dtype)
+    if dtype not in CTYPES:
+        raise TypeError(f"{kernel}: the CUDA kernels take float32 or float64 arrays, got {dtype}")
+    return f"{kernel}<{CTYPES[dtype]}>"
+
+
+def name_expressions(file):
+    """Every instantiation the runtime asks ``file`` (e.g. ``"im2col.cu"``) for."""
+    return [name_expression(k, t) for k, spec in KERNELS.items() if spec.file == file
+            for t in CTYPES]
+
+
+def source(file):
+    """The text of ``kernels/<file>``."""
+    return (KERNEL_DIR / file).read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Launch plans (no GPU needed)
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Launch:
+    """Everything a launch needs: ``kernel`` (its name), ``name`` (the name expression), ``grid``
+    and ``block`` (1-D: one thread per output element), ``total`` (output elements) and ``args``
+    (in the kernel's order: arrays as given, scalars as NumPy ``int32``/``int64``)."""
+    kernel: str
+    dtype: np.dtype
+    name: str
+    grid: int
+    block: int
+    total: int
+    args: tuple
+    named: dict
+
+    def thread(self, i):
+        """The output element thread ``i`` computes, as ``{"n": .., "oh": .., ...}`` (the
+        decomposition written in the kernel's header comment)."""
+        return thread_index(self.kernel, i, self.named)
+
+
+_INT_RANGE = {"int": (np.int32, 2 ** 31 - 1), "long long": (np.int64, 2 ** 63 - 1)}
+
+
+def plan(kernel, dtype, **args):
+    """The :class:`Launch` of ``kernel`` for ``dtype`` with the named ``args`` (every argument of
+    the kernel, arrays and scalars). Scalars are range-checked and typed by :data:`KERNELS`;
+    arrays are passed through (:func:`launch` checks them)."""
+    spec = KERNELS[kernel]
+    names = [name for _, name in spec.args]
+    missing, extra = set(names) - set(args), set(args) - set(names)
+    if missing or extra:
+        raise TypeError(f"{kernel}: arguments {sorted(missing)} missing, {sorted(extra)} unknown")
+    typed = []
+    for ctype, name in spec.args:
+        value = args[name]
+        if ctype in _INT_RANGE:
+            np_type, top = _INT_RANGE[ctype]
+            if not 0 <= int(value) <= top:
+                raise ValueError(f"{kernel}: {name}={value} does not fit the kernel's {ctype}")
+            value = np_type(value)
+        typed.append(value)
+    total = int(args["total"])
+    grid = max(1, -(-total // BLOCK))
+    if grid > 2 ** 31 - 1:
+        raise ValueError(f"{kernel}: {total} elements need more than 2^31-1 blocks")
+    return Launch(kernel, np.dtype(dtype), name_expression(kernel, dtype), grid, BLOCK, total,
+                  tuple(typed), dict(args))
+
+
+def thread_index(kernel, i, args):
+    """Python mirror of the index decomposition in ``kernel``'s header comment: the output
+    element ``{"n": .., ...}`` that thread ``i`` writes (``args``: the launch's named scalars).
+    Used by :func:`minicnn.cuda.show_kernel`; the host-run test checks it against the kernels."""
+    sizes = {"n": None, "oh": args["OH"], "ow": args["OW"], "kh": args["KH"], "kw": args["KW"],
+             "c": args["C"], "y": args["H"], "x": args["W"]}
+    index = {}
+    rest = int(i)
+    for name in reversed(KERNELS[kernel].thread[1:]):  # innermost (fastest) first
+        rest, index[name] = divmod(rest, sizes[name])
+    index[KERNELS[kernel].thread[0]] = rest
+    return {name: index[name] for name in KERNELS[kernel].thread}
+
+
+# ---------------------------------------------------------------------------------------------
+# CuPy: modules and launches
+# ---------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def module(file):
+    """The ``cupy.RawModule`` of ``kernels/<file>`` with every instantiation of :data:`KERNELS`
+    named; compiled by NVRTC at the first :meth:`get_function` (CuPy caches the binary on disk,
+    this cache keeps the module object)."""
+    import cupy
+    return cupy.RawModule(code=source(file), options=NVRTC_OPTIONS,
+                          name_expressions=name_expressions(file))
+
+
+def _check_array(kernel, ctype, name, value, dtype):
+    want = dtype if ctype.rstrip("*").replace("const ", "") == "T" else np.dtype(np.int32)
+    if type(value).__module__.split(".")[0] != "cupy":
+        raise TypeError(f"{kernel}: argument {name} must be a CuPy array, got "
+                        f"{type(value).__name__}")
+    if value.dtype != want or not value.flags.c_contiguous:
+        raise ValueError(f"{kernel}: argument {name} must be a C-contiguous {want} array, got "
+                         f"{value.dtype}{'' if value.flags.c_contiguous else ' (not contiguous)'}")
+
+
+def launch(p):
+    """Run the planned launch ``p`` (a :class:`Launch`) on the current GPU: one thread per
+    output element, nothing to do for 0 elements. Its arrays must be C-contiguous CuPy arrays of
+    the kernel's types (checked here: a wrong pointer type would not fail, it would compute
+    garbage)."""
+    if p.total == 0:
+        return p
+    for (ctype, name), value in zip(KERNELS[p.kernel].args, p.args):
+        if ctype.endswith("*"):
+            _check_array(p.kernel, ctype, name, value, p.dtype)
+    function = module(KERNELS[p.kernel].file).get_function(p.name)
+    function((p.grid,), (p.block,), p.args)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures in the sources (for the test that keeps KERNELS honest, and for show_kernel)
+# ---------------------------------------------------------------------------------------------
+
+_GLOBAL = re.compile(r"template\s*<\s*typename\s+T\s*>\s*__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
+
+
+def parse_signatures(text):
+    """``{kernel name: ((C type, arg name), ...)}`` of every ``template <typename T> __global__``
+    function in a ``.cu`` source (``__restrict__`` dropped, whitespace normalised)."""
+    found = {}
+    for name, arglist in _GLOBAL.findall(text):
+        args = []
+        for arg in arglist.split(","):
+            words = arg.replace("*", " * ").replace("__restrict__", " ").split()
+            ctype = " ".join(words[:-1]).replace(" *", "*")
+            args.append((ctype, words[-1]))
+        found[name] = tuple(args)
+    return found
+
+
+def kernel_source(kernel):
+    """The lines of ``kernel``'s ``.cu`` file from its header comment to the end of its
+    ``__global__`` function (the per-element ``__host__ __device__`` body included)."""
+    text = source(KERNELS[kernel].file)
+    lines = text.splitlines()
+    start_global = next(i for i, line in enumerate(lines)
+                        if re.search(rf"__global__\s+void\s+{kernel}\s*\(", line))
+    end = next(i for i in range(start_global, len(lines)) if lines[i] == "}")
+    start = start_global
+    # back up over the element function to the header comment block ("// ---" rule above it)
+    while start > 0 and not lines[start - 1].startswith("// ----"):
+        start -= 1
+    while start > 1 and lines[start - 2].startswith("//"):
+        start -= 1
+    return "\n".join(lines[start - 1:end + 1]) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The GPU twins of the NumPy references (argument conventions of kernels/im2col.py and
+# kernels/pooling.py)
+# ---------------------------------------------------------------------------------------------
+
+def _geometry(image_shape, kernel_size, stride, padding, output_size):
+    N, H, W, C = (int(s) for s in image_shape)
+    (KH, KW), (sH, sW), (pH, pW), (OH, OW) = kernel_size, stride, padding, output_size
+    return dict(H=H, W=W, C=C, KH=KH, KW=KW, sH=sH, sW=sW, pH=pH, pW=pW, OH=OH, OW=OW)
+
+
+def im2col_plan(x, cols, kernel_size, stride, padding, output_size):
+    """The launch of ``im2col_nhwc`` for image ``x`` (N, H, W, C) into ``cols``."""
+    g = _geometry(x.shape, kernel_size, stride, padding, output_size)
+    return plan("im2col_nhwc", x.dtype, x=x, cols=cols, total=int(np.prod(cols.shape)), **g)
+
+
+def col2im_plan(cols, image, kernel_size, stride, padding, output_size):
+    """The launch of ``col2im_nhwc`` for columns ``cols`` into ``image`` (N, H, W, C)."""
+    g = _geometry(image.shape, kernel_size, stride, padding, output_size)
+    return plan("col2im_nhwc", cols.dtype, cols=cols, image=image,
+                total=int(np.prod(image.shape)), **g)
+
+
+def im2col(x, kernel_size, stride, padding, output_size, out):
+    """im2col of the C-contiguous CuPy image ``x`` (N, H, W, C) into ``out`` (N*OH*OW,
+    KH*KW*C)."""
+    p = im2col_plan(x, out, kernel_size, stride, padding, output_size)
+    launch(p)
+    return out
+
+
+def col2im(cols, kernel_size, stride, padding, output_size, out):
+    """col2im (gather) of the C-contiguous CuPy ``cols`` into ``out`` (N, H, W, C)."""
+    p = col2im_plan(cols, out, kernel_size, stride, padding, output_size)
+    launch(p)
+    return out
+
+
+def pool_plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype, total,
+              **arrays):
+    """The launch of one pooling kernel; ``image_shape`` is the input's (N, H, W, C)."""
+    g = _geometry(image_shape, kernel_size, stride, padding, output_size)
+    return plan(kernel, dtype, total=int(total), **g, **arrays)
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding, output_size, y, indices):
+    """Max pooling of the C-contiguous ``x`` (N, H, W, C) into ``y`` and int32 ``indices``
+    (N, OH, OW, C)."""
+    p = pool_plan("max_pool2d_forward_nhwc", x.shape, output_size, kernel_size, stride, padding,
+                  x.dtype, y.size, x=x, y=y, indices=indices)
+    launch(p)
+
+
+def max_pool2d_backward(gy, indices, kernel_size, stride, padding, gx):
+    """Gradient of max pooling: ``gy`` and ``indices`` (N, OH, OW, C) -> ``gx`` (N, H, W, C)."""
+    p = pool_plan("max_pool2d_backward_nhwc", gx.shape, gy.shape[1:3], kernel_size, stride,
+                  padding, gy.dtype, gx.size, gy=gy, indices=indices, gx=gx)
+    launch(p)
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, divisors, y):
+    """Average pooling of ``x`` (N, H, W, C) into ``y`` (N, OH, OW, C); ``divisors`` (OH, OW)
+    a C-contiguous CuPy array of x's dtype."""
+    p = pool_plan("avg_pool2d_forward_nhwc", x.shape, divisors.shape, kernel_size, stride,
+                  padding, x.dtype, y.size, x=x, divisors=divisors, y=y)
+    launch(p)
+
+
+def avg_pool2d_backward(gy, kernel_size, stride, padding, divisors, gx):
+    """Gradient of average pooling: ``gy`` (N, OH, OW, C) -> ``gx`` (N, H, W, C)."""
+    p = pool_plan("avg_pool2d_backward_nhwc", gx.shape, divisors.shape, kernel_size, stride,
+                  padding, gy.dtype, gx.size, gy=gy, divisors=divisors, gx=gx)
+    launch(p)

@@ -1,0 +1,141 @@
+"""Compile every CUDA kernel with nvcc, warnings as errors: the GPU code's check where no GPU is.
+
+    python -m minicnn.kernels.nvcc_check            # what .ci/run runs
+    python -m minicnn.kernels.nvcc_check --arch sm_80 --arch sm_90 --keep /tmp/cubins
+
+For every ``kernels/*.cu`` and every architecture (default: sm_80, the A100, and sm_90, the
+H100) it compiles the file to a cubin with ``-Werror all-warnings``, together with exactly the
+template instantiations the runtime asks CuPy for (``cuda_kernels.name_expressions``: a
+template that is never instantiated is never compiled, so without them nvcc would check almost
+nothing). Then it looks for every instantiation's mangled name in the cubin. It fails on a
+compiler error or warning, on a ``__global__`` template in a ``.cu`` file that the runtime's
+table (``cuda_kernels.KERNELS``) does not know, on a table entry whose file has no such kernel,
+and when nvcc is missing (a check that silently does not run is no check).
+
+The runtime compiles the same sources with NVRTC (through ``cupy.RawModule``), which shares
+nvcc's front end; this check cannot run NVRTC itself, as there is no NVRTC library here.
+"""
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from minicnn.kernels import KERNEL_DIR, cuda_kernels, cuda_sources
+
+DEFAULT_ARCHS = ("sm_80", "sm_90")
+
+
+def find_nvcc():
+    """Path of nvcc: ``$NVCC``, then PATH, then /usr/local/cuda/bin; None when there is none."""
+    for candidate in (os.environ.get("NVCC"), shutil.which("nvcc"),
+                      "/usr/local/cuda/bin/nvcc"):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def mangled_prefix(kernel, ctype):
+    """The start of the Itanium-mangled name of ``kernel<ctype>`` (``_Z11im2col_nhwcIfE``)."""
+    return f"_Z{len(kernel)}{kernel}I{ {'float': 'f', 'double': 'd'}[ctype]}E"
+
+
+def instantiation_source(cu_file):
+    """A translation unit that includes ``cu_file`` and instantiates the runtime's kernels of it
+    (taking their addresses in a host array makes nvcc compile each one for the device)."""
+    lines = [f'#include "{cu_file}"', "", "// the instantiations cuda_kernels asks NVRTC for",
+             "void* minicnn_instantiations[] = {"]
+    for expression in cuda_kernels.name_expressions(cu_file.name):
+        lines.append(f"    reinterpret_cast<void*>(&{expression}),")
+    lines.append("};")
+    return "\n".join(lines) + "\n"
+
+
+def check_table():
+    """Problems between the .cu sources and ``cuda_kernels.KERNELS`` (a list of sentences)."""
+    problems = []
+    in_sources = {}
+    for cu in cuda_sources():
+        for name, args in cuda_kernels.parse_signatures(cu.read_text()).items():
+            in_sources[name] = (cu.name, args)
+    for name, (file, args) in in_sources.items():
+        spec = cuda_kernels.KERNELS.get(name)
+        if spec is None:
+            problems.append(f"{file}: kernel {name} is not in cuda_kernels.KERNELS (the runtime "
+                            "would never load it and this check would never compile it)")
+        elif spec.file != file or tuple(spec.args) != args:
+            problems.append(f"{file}: kernel {name}{args} differs from cuda_kernels.KERNELS "
+                            f"({spec.file}: {spec.args})")
+    for name, spec in cuda_kernels.KERNELS.items():
+        if name not in in_sources:
+            problems.append(f"cuda_kernels.KERNELS names {name} in {spec.file}, which has no "
+                            "such template <typename T> __global__ kernel")
+    return problems
+
+
+def compile_one(nvcc, cu, arch, workdir, keep=None):
+    """Compile ``cu`` for ``arch``; returns a list of problems (empty when all is well)."""
+    unit = workdir / f"{cu.stem}_{arch}_check.cu"
+    unit.write_text(instantiation_source(cu))
+    cubin = workdir / f"{cu.stem}_{arch}.cubin"
+    command = [nvcc, "-cubin", f"-arch={arch}", "-std=c++17", "-Werror", "all-warnings",
+               "-Xptxas", "-Werror", "-I", str(KERNEL_DIR), "-o", str(cubin), str(unit)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        return [f"{cu.name} [{arch}]: nvcc failed (exit {result.returncode}):\n{output}\n"
+                f"command: {' '.join(command)}"]
+    if "warning" in output.lower():
+        return [f"{cu.name} [{arch}]: nvcc warned:\n{output}"]
+    binary = cubin.read_bytes()
+    problems = []
+    for expression in cuda_kernels.name_expressions(cu.name):
+        kernel, ctype = expression[:-1].split("<")
+        if mangled_prefix(kernel, ctype).encode() not in binary:
+            problems.append(f"{cu.name} [{arch}]: {expression} is missing from the cubin")
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cubin, keep / cubin.name)
+    return problems
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", action="append", help="sm_XX (repeatable; default sm_80, "
+                        "sm_90)")
+    parser.add_argument("--keep", type=pathlib.Path, help="copy the cubins into this folder")
+    args = parser.parse_args(argv)
+    archs = args.arch or list(DEFAULT_ARCHS)
+    nvcc = find_nvcc()
+    if nvcc is None:
+        print("nvcc_check: FAILED: nvcc not found (looked at $NVCC, PATH and "
+              "/usr/local/cuda/bin/nvcc). Install the CUDA toolkit (CUDA 12.0 or newer) or set "
+              "NVCC=/path/to/nvcc; the CUDA kernels cannot be checked without it.",
+              file=sys.stderr)
+        return 2
+    sources = cuda_sources()
+    if not sources:
+        print(f"nvcc_check: FAILED: no .cu files in {KERNEL_DIR}", file=sys.stderr)
+        return 2
+    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    print(f"nvcc_check: {nvcc}: {version.strip().splitlines()[-1] if version else '?'}")
+    problems = check_table()
+    with tempfile.TemporaryDirectory(prefix="minicnn-nvcc-") as tmp:
+        for cu in sources:
+            for arch in archs:
+                found = compile_one(nvcc, cu, arch, pathlib.Path(tmp), args.keep)
+                problems += found
+                n = len(cuda_kernels.name_expressions(cu.name))
+                print(f"  {cu.name:<14} {arch}: {'FAILED' if found else 'ok'} "
+                      f"({n} instantiations, -Werror all-warnings)")
+    if problems:
+        print("nvcc_check: FAILED\n" + "\n".join(problems), file=sys.stderr)
+        return 1
+    print(f"nvcc_check: {len(sources)} files x {len(archs)} architectures compiled cleanly")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
