@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 from minicnn import backend, cuda
 from minicnn.autograd import (AnomalyError, Function, Tensor, detect_anomaly, enable_grad,
                               is_grad_enabled, no_grad)
-from minicnn.gradcheck import GradcheckError, gradcheck
+from minicnn.gradcheck import GradcheckError, gradcheck, gradcheck_model
 from minicnn.ops import cat, split, stack
 from minicnn.random import manual_seed
 from minicnn import nn, optim  # noqa: E402  (they import the names above)
@@ -18,9 +18,10 @@ from minicnn.checkpoint import (CheckpointError, load_checkpoint, load_weights, 
                                 save_checkpoint, save_weights)
 from minicnn.training import TrainingDiverged, evaluate, fit  # noqa: E402
 from minicnn.summary import summary  # noqa: E402  (the function; the module stays importable)
+from minicnn.profiler import profile  # noqa: E402
 
 __all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad",
-           "is_grad_enabled", "gradcheck", "GradcheckError", "cat", "stack", "split", "manual_seed", "cuda", "backend", "nn",
-           "optim", "data", "models", "fit", "evaluate", "TrainingDiverged", "save_checkpoint",
-           "load_checkpoint", "save_weights", "load_weights", "CheckpointError", "summary",
-           "__version__"]
+           "is_grad_enabled", "gradcheck", "gradcheck_model", "GradcheckError", "profile", "cat",
+           "stack", "split", "manual_seed", "cuda", "backend", "nn", "optim", "data", "models",
+           "fit", "evaluate", "TrainingDiverged", "save_checkpoint", "load_checkpoint",
+           "save_weights", "load_weights", "CheckpointError", "summary", "__version__"]

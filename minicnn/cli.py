@@ -3,6 +3,8 @@
     minicnn demo          LeNet-5 learns Fashion-MNIST: the first thing to run
     minicnn train         train a model of the zoo on a data set, with checkpoints and plots
     minicnn summary       a model's layers, output shapes, parameters, multiply-adds, im2col bytes
+    minicnn gradcheck     check every gradient of a model numerically (float64 central differences)
+    minicnn bench         a model's training-step throughput and where the time goes, op by op
     minicnn info          version, backend, device, BLAS and numba status
 """
 import argparse
@@ -204,6 +206,86 @@ def cmd_summary(args):
     return 0
 
 
+def _model_and_shape(args):
+    from minicnn.models import default_input_shape, get_model
+    kwargs = {} if getattr(args, "num_classes", None) is None else \
+        {"num_classes": args.num_classes}
+    shape = tuple(args.input) if args.input else default_input_shape(args.model)
+    return get_model(args.model, **kwargs), shape
+
+
+def cmd_gradcheck(args):
+    import numpy as np
+
+    import minicnn as mc
+    from minicnn.gradcheck import gradcheck_model
+
+    mc.manual_seed(args.seed)
+    model, shape = _model_and_shape(args)
+    x = np.random.default_rng(args.seed).standard_normal((args.batch_size, *shape))
+    print(f"gradcheck {args.model}: input {(args.batch_size, *shape)}, float64, "
+          f"{args.directions} random direction(s) per parameter")
+    rows = gradcheck_model(model, x, n_directions=args.directions, seed=args.seed)
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'parameter':<{width}}  {'backward':>13}  {'numerical':>13}  {'rel. error':>10}")
+    for r in rows:
+        rel = r["error"] / max(abs(r["numerical"]), 1e-30)
+        print(f"{r['name']:<{width}}  {r['backward']:>13.6g}  {r['numerical']:>13.6g}  "
+              f"{rel:>10.1e}{'' if r['ok'] else '  FAILED'}")
+    failed = sum(not r["ok"] for r in rows)
+    print(f"{len(rows) - failed} of {len(rows)} checks passed")
+    return 1 if failed else 0
+
+
+def cmd_bench(args):
+    import statistics
+    import time
+
+    import numpy as np
+
+    import minicnn as mc
+    import minicnn.nn.functional as F
+
+    mc.manual_seed(args.seed)
+    model, shape = _model_and_shape(args)
+    rng = np.random.default_rng(args.seed)
+    x = mc.Tensor(rng.standard_normal((args.batch_size, *shape)).astype(np.float32))
+    model.train()
+    out = model(x)
+    out = out[0] if isinstance(out, tuple) else out
+    if out.ndim != 2:
+        print(f"bench: {args.model} does not output class scores (N, classes): only classifiers "
+              "are benchmarked", file=sys.stderr)
+        return 2
+    target = mc.Tensor(rng.integers(0, out.shape[1], args.batch_size))
+    optimizer = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        loss = F.cross_entropy(out, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: numba compilation, workspaces
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    print(f"{args.model}: batch {args.batch_size} x {shape}, {args.steps} training steps "
+          f"(forward, cross-entropy, backward, SGD)")
+    print(f"median step {median * 1e3:.1f} ms = {args.batch_size / median:.1f} images/s")
+    with mc.profile() as prof:
+        step()
+    print("\none step, op by op:")
+    print(prof.table(top=args.top))
+    print("(for a side-by-side with PyTorch: python benchmarks/bench_training.py)")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minicnn", description="minicnn: modern CNNs from scratch, for teaching.")
@@ -234,6 +316,24 @@ def build_parser():
     summary.add_argument("--depth", type=int, default=3, help="container levels to expand")
     summary.add_argument("--num-classes", type=int, default=None)
     summary.set_defaults(func=cmd_summary)
+
+    for name, func, helptext in (
+            ("gradcheck", cmd_gradcheck, "check every gradient of a model numerically"),
+            ("bench", cmd_bench, "time a model's training step and show where the time goes")):
+        command = sub.add_parser(name, help=helptext)
+        command.add_argument("model", choices=sorted(MODELS))
+        command.add_argument("--input", type=int, nargs=3, metavar=("C", "H", "W"),
+                             help="input shape (default: the one the model is made for)")
+        command.add_argument("--batch-size", type=int, default=2 if name == "gradcheck" else 32)
+        command.add_argument("--num-classes", type=int, default=None)
+        command.add_argument("--seed", type=int, default=0)
+        if name == "gradcheck":
+            command.add_argument("--directions", type=int, default=2,
+                                 help="random directions per parameter (default 2)")
+        else:
+            command.add_argument("--steps", type=int, default=5)
+            command.add_argument("--top", type=int, default=12, help="rows of the op table")
+        command.set_defaults(func=func)
 
     train = sub.add_parser("train", help="train a model on a data set")
     classifiers = sorted(name for name in MODELS if name != "unet")

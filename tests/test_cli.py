@@ -82,3 +82,30 @@ def test_summary_command_prints_the_table(capsys):
     assert "Total params: 269,722" in out
     assert "layer1.0.conv1 (Conv2d)" in out
     assert "Peak im2col buffers" in out
+
+
+def test_gradcheck_command_checks_every_parameter(capsys):
+    assert cli.main(["gradcheck", "lenet5", "--directions", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "11 of 11 checks passed" in out  # the input and 10 parameter tensors
+    assert "conv1.weight" in out or "features.0.weight" in out
+
+
+def test_gradcheck_command_fails_on_a_wrong_backward(monkeypatch, capsys):
+    from minicnn.ops import activation
+    original = activation.ReLU.backward
+    monkeypatch.setattr(activation.ReLU, "backward", lambda self, gy: 2 * original(self, gy))
+    assert cli.main(["gradcheck", "vgg_small", "--directions", "1"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_bench_command_prints_throughput_and_op_table(capsys):
+    assert cli.main(["bench", "lenet5", "--batch-size", "8", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "images/s" in out and "Conv2d" in out and "backward" in out
+
+
+def test_bench_command_refuses_a_segmentation_net(capsys):
+    assert cli.main(["bench", "unet", "--input", "1", "188", "188", "--batch-size", "1",
+                     "--steps", "1"]) == 2
+    assert "only classifiers" in capsys.readouterr().err
