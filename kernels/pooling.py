@@ -193,11 +193,11 @@ def _on_gpu(a):
 def max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size, channels_last):
     """CUDA twin of :func:`max_pool2d_forward_reference` (kernel ``max_pool2d_forward_nhwc``);
     NCHW-shaped results in ``x``'s layout, int32 indices."""
-    import cupy
+    xp = backend.get_array_module(x)  # cupy (numpy only when the kernel runs in host_harness)
     n, c = x.shape[:2]
     images = to_images(x, channels_last)
     shape = (images.shape[0], *output_size, images.shape[3])
-    y, indices = cupy.empty(shape, dtype=x.dtype), cupy.empty(shape, dtype=np.int32)
+    y, indices = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=np.int32)
     cuda_kernels.max_pool2d_forward(images, kernel_size, stride, padding, output_size, y,
                                     indices)
     return from_images(y, n, c, channels_last), from_images(indices, n, c, channels_last)
@@ -207,11 +207,11 @@ def max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padd
                              channels_last):
     """CUDA twin of :func:`max_pool2d_backward_reference` (kernel ``max_pool2d_backward_nhwc``,
     a gather: one thread per element of gx)."""
-    import cupy
+    xp = backend.get_array_module(gy)
     n, c, h, w = input_shape
     gy = to_images(gy, channels_last)
     indices = to_images(indices, channels_last).astype(np.int32, copy=False)
-    gx = cupy.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
+    gx = xp.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
     cuda_kernels.max_pool2d_backward(gy, indices, kernel_size, stride, padding, gx)
     return from_images(gx, n, c, channels_last)
 
@@ -367,12 +367,12 @@ def avg_pool2d_backward_numba(share, kh, kw, sh, sw, ph, pw, gx):
 def avg_pool2d_forward_cuda(x, kernel_size, stride, padding, divisors, channels_last):
     """CUDA twin of :func:`avg_pool2d_forward_reference` (kernel ``avg_pool2d_forward_nhwc``);
     ``divisors`` (OH, OW) from :func:`avg_pool2d_divisors` (NumPy)."""
-    import cupy
+    xp = backend.get_array_module(x)  # cupy (numpy only when the kernel runs in host_harness)
     n, c = x.shape[:2]
     images = to_images(x, channels_last)
-    y = cupy.empty((images.shape[0], *divisors.shape, images.shape[3]), dtype=x.dtype)
+    y = xp.empty((images.shape[0], *divisors.shape, images.shape[3]), dtype=x.dtype)
     cuda_kernels.avg_pool2d_forward(images, kernel_size, stride, padding,
-                                    cupy.asarray(divisors, dtype=x.dtype), y)
+                                    xp.asarray(divisors, dtype=x.dtype), y)
     return from_images(y, n, c, channels_last)
 
 
@@ -380,12 +380,12 @@ def avg_pool2d_backward_cuda(gy, input_shape, kernel_size, stride, padding, divi
                              channels_last):
     """CUDA twin of :func:`avg_pool2d_backward_reference` (kernel ``avg_pool2d_backward_nhwc``,
     a gather that divides each window's gradient by its divisor)."""
-    import cupy
+    xp = backend.get_array_module(gy)
     n, c, h, w = input_shape
     gy = to_images(gy, channels_last)
-    gx = cupy.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
+    gx = xp.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
     cuda_kernels.avg_pool2d_backward(gy, kernel_size, stride, padding,
-                                     cupy.asarray(divisors, dtype=gy.dtype), gx)
+                                     xp.asarray(divisors, dtype=gy.dtype), gx)
     return from_images(gx, n, c, channels_last)
 
 

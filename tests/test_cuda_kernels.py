@@ -1,0 +1,253 @@
+"""The CUDA kernels without a GPU: sources vs. runtime table, nvcc, and the kernels run on the CPU.
+
+* the kernel names and argument lists in ``kernels/*.cu`` equal ``cuda_kernels.KERNELS``, the
+  table the launch code converts its arguments by (a renamed kernel or a changed argument list
+  fails here, not at the first launch on a GPU);
+* nvcc compiles every ``.cu`` with the runtime's instantiations for sm_80 and sm_90, warnings as
+  errors (and a warning really does fail the check);
+* every kernel, run on the CPU by ``kernels/host_harness.py`` (the unchanged ``.cu`` code, one call
+  per emulated GPU thread, with AddressSanitizer and UBSan), through the same Python launch code
+  the GPU uses, gives EXACTLY the NumPy reference's numbers (same summation order), in float32
+  and float64, in several geometries, and the same numbers with the threads run backwards (the
+  result does not depend on the thread schedule: no races);
+* ``minicnn.cuda.show_kernel``'s thread -> element mapping is the one the kernels compute.
+
+The nvcc and harness tests skip with a reason where the compiler is missing; CI has both.
+"""
+import pathlib
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn.kernels import KERNEL_DIR, cuda_kernels, cuda_sources, host_harness, nvcc_check
+from minicnn.kernels import im2col as im2col_kernels
+from minicnn.kernels import pooling as pool_kernels
+from minicnn.ops.pooling import pool_geometry
+
+DTYPES = [np.float32, np.float64]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources vs. the runtime's table
+# ---------------------------------------------------------------------------------------------
+
+def test_kernel_names_and_arguments_match_the_sources():
+    found = {}
+    for cu in cuda_sources():
+        for name, args in cuda_kernels.parse_signatures(cu.read_text()).items():
+            found[name] = (cu.name, args)
+    expected = {name: (spec.file, tuple(spec.args)) for name, spec in cuda_kernels.KERNELS.items()}
+    assert found == expected
+    assert nvcc_check.check_table() == []
+
+
+def test_every_kernel_has_both_dtypes_and_a_thread_mapping_comment():
+    for name, spec in cuda_kernels.KERNELS.items():
+        text = cuda_kernels.kernel_source(name)
+        assert f"__global__ void {name}(" in text
+        assert "thread i  ->" in text, f"{name}: no header comment mapping the thread index"
+        assert {e.split("<")[1] for e in cuda_kernels.name_expressions(spec.file)
+                if e.startswith(name + "<")} == {"float>", "double>"}
+
+
+def test_the_signature_check_notices_a_renamed_kernel_and_a_changed_argument():
+    text = (KERNEL_DIR / "im2col.cu").read_text()
+    renamed = cuda_kernels.parse_signatures(text.replace("void col2im_nhwc(", "void col2im2("))
+    assert "col2im_nhwc" not in renamed and "col2im2" in renamed
+    changed = cuda_kernels.parse_signatures(text.replace("long long total,\n                   "
+                                                         "         int H", "int total, int H", 1))
+    assert changed["im2col_nhwc"] != cuda_kernels.KERNELS["im2col_nhwc"].args
+
+
+def test_plan_types_the_scalars_and_covers_every_element():
+    x = np.zeros((2, 5, 5, 3), np.float32)
+    cols = np.zeros((2 * 25, 27), np.float32)
+    p = cuda_kernels.im2col_plan(x, cols, (3, 3), (1, 1), (1, 1), (5, 5))
+    assert p.name == "im2col_nhwc<float>" and p.total == cols.size
+    assert p.grid * p.block >= p.total > (p.grid - 1) * p.block   # no block without work
+    types = [type(a) for a in p.args[2:]]
+    assert types == [np.int64] + [np.int32] * 11
+    with pytest.raises(ValueError, match="does not fit the kernel's int"):
+        cuda_kernels.plan("im2col_nhwc", np.float32, x=x, cols=cols, total=10, H=2 ** 31, W=1,
+                          C=1, KH=1, KW=1, sH=1, sW=1, pH=0, pW=0, OH=1, OW=1)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cuda_kernels.name_expression("im2col_nhwc", np.float16)
+    with pytest.raises(TypeError, match="missing"):
+        cuda_kernels.plan("im2col_nhwc", np.float32, x=x)
+
+
+def test_launch_refuses_numpy_arrays_before_touching_a_gpu():
+    x = np.zeros((1, 3, 3, 1), np.float32)
+    p = cuda_kernels.im2col_plan(x, np.zeros((9, 1), np.float32), (1, 1), (1, 1), (0, 0), (3, 3))
+    with pytest.raises(TypeError, match="im2col_nhwc: argument x must be a CuPy array"):
+        cuda_kernels.launch(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# nvcc
+# ---------------------------------------------------------------------------------------------
+
+needs_nvcc = pytest.mark.skipif(nvcc_check.find_nvcc() is None,
+                                reason="nvcc not found (CUDA toolkit not installed)")
+
+
+@needs_nvcc
+def test_nvcc_compiles_every_kernel_for_sm80_and_sm90_without_warnings(capsys):
+    assert nvcc_check.main([]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    for cu in cuda_sources():
+        assert f"{cu.name:<14} sm_80: ok" in out and f"{cu.name:<14} sm_90: ok" in out
+
+
+@needs_nvcc
+def test_nvcc_check_fails_on_a_warning(tmp_path):
+    # the same file with one unused variable: nvcc warns, and the check must call that a failure
+    bad = tmp_path / "im2col.cu"
+    bad.write_text((KERNEL_DIR / "im2col.cu").read_text().replace(
+        "    if (i < total) {  // the last block", "    int unused = 0;\n    if (i < total) {  "
+        "// the last block", 1))
+    problems = nvcc_check.compile_one(nvcc_check.find_nvcc(), bad, "sm_80", tmp_path)
+    assert problems and "unused" in problems[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernels run on the CPU (host harness)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def harness():
+    if host_harness.find_compiler() is None:
+        pytest.skip("no host C++ compiler (g++/c++/clang++): the CUDA kernels cannot run on the "
+                    "CPU here")
+    return host_harness.build()  # cached by source hash in the temp folder
+
+
+# (N, H, W, C), kernel, stride, padding: padding on both sides, stride < kernel, stride > kernel,
+# a kernel larger than the image, one channel, a 1x1 kernel
+CONV_GEOMETRIES = [
+    ((2, 5, 6, 3), (3, 3), (1, 1), (1, 1)),
+    ((1, 7, 5, 2), (2, 3), (2, 1), (0, 1)),
+    ((3, 4, 4, 1), (5, 5), (1, 1), (2, 2)),
+    ((2, 9, 8, 4), (3, 2), (3, 2), (1, 0)),
+    ((1, 6, 6, 5), (1, 1), (1, 1), (0, 0)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, kernel, stride, padding", CONV_GEOMETRIES)
+def test_im2col_and_col2im_kernels_equal_the_reference(harness, rng, shape, kernel, stride,
+                                                       padding, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    expected = im2col_kernels.im2col_reference(x, kernel, stride, padding)
+    gcols = rng.standard_normal(expected.shape).astype(dtype)
+    expected_gx = im2col_kernels.col2im_reference(gcols, shape, kernel, stride, padding)
+    for reverse in (False, True):
+        with host_harness.emulate(harness, reverse=reverse):
+            cols = im2col_kernels.im2col_cuda(x, kernel, stride, padding,
+                                              out=np.full(expected.shape, np.nan, dtype))
+            gx = im2col_kernels.col2im_cuda(gcols, shape, kernel, stride, padding)
+        assert cols.dtype == dtype and gx.dtype == dtype
+        np.testing.assert_array_equal(cols, expected)   # a copy: exact
+        np.testing.assert_array_equal(gx, expected_gx)  # same order of additions: exact
+
+
+POOL_GEOMETRIES = [  # (N, C, H, W), kernel, stride, padding, ceil_mode
+    ((2, 3, 6, 7), 2, None, 0, False),
+    ((1, 2, 7, 7), 3, 2, 1, False),
+    ((2, 1, 5, 8), (3, 2), (2, 3), (1, 1), True),
+    ((1, 4, 9, 6), 3, 1, 1, False),
+    ((2, 2, 5, 5), 2, 3, 0, True),
+]
+
+
+def _layout(x, channels_last):
+    """An NCHW-shaped array, plain or as an NCHW view of channels-last memory."""
+    if channels_last:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, kernel, stride, padding, ceil_mode", POOL_GEOMETRIES)
+def test_max_pool_kernels_equal_the_reference(harness, rng, shape, kernel, stride, padding,
+                                              ceil_mode, dtype, channels_last):
+    # values from a few levels, so windows have ties (the first maximum must win), and a NaN
+    x = rng.integers(-3, 3, size=shape).astype(dtype)
+    x.reshape(-1)[5] = np.nan
+    x = _layout(x, channels_last)
+    k, s, p, out = pool_geometry("max_pool2d", shape, kernel, stride, padding, ceil_mode)
+    y_ref, idx_ref = pool_kernels.max_pool2d_forward_reference(x, k, s, p, out)
+    gy = _layout(rng.standard_normal(y_ref.shape).astype(dtype), channels_last)
+    gx_ref = pool_kernels.max_pool2d_backward_reference(gy, idx_ref, shape, k, s, p)
+    for reverse in (False, True):
+        with host_harness.emulate(harness, reverse=reverse):
+            y, idx = pool_kernels.max_pool2d_forward_cuda(x, k, s, p, out, channels_last)
+            gx = pool_kernels.max_pool2d_backward_cuda(gy, idx, shape, k, s, p, channels_last)
+        assert pool_kernels.is_channels_last(y) == (channels_last and shape[1] > 1)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(idx, idx_ref)
+        np.testing.assert_array_equal(gx, gx_ref)
+    assert np.isnan(y).any()  # the NaN propagated
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("shape, kernel, stride, padding, ceil_mode", POOL_GEOMETRIES)
+def test_avg_pool_kernels_equal_the_reference(harness, rng, shape, kernel, stride, padding,
+                                              ceil_mode, count_include_pad, dtype,
+                                              channels_last):
+    x = _layout(rng.standard_normal(shape).astype(dtype), channels_last)
+    k, s, p, out = pool_geometry("avg_pool2d", shape, kernel, stride, padding, ceil_mode)
+    divisors = pool_kernels.avg_pool2d_divisors(shape[2:], k, s, p, out, count_include_pad)
+    y_ref = pool_kernels.avg_pool2d_forward_reference(x, k, s, p, out, divisors)
+    gy = _layout(rng.standard_normal(y_ref.shape).astype(dtype), channels_last)
+    gx_ref = pool_kernels.avg_pool2d_backward_reference(gy, shape, k, s, p, divisors)
+    with host_harness.emulate(harness):
+        y = pool_kernels.avg_pool2d_forward_cuda(x, k, s, p, divisors, channels_last)
+        gx = pool_kernels.avg_pool2d_backward_cuda(gy, shape, k, s, p, divisors, channels_last)
+    assert y.dtype == dtype and gx.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(gx, gx_ref)
+
+
+def test_the_harness_catches_an_out_of_bounds_read(harness, tmp_path):
+    # a launch whose scalars promise a larger image than the array holds must abort (ASan), not
+    # quietly read garbage: the harness really checks memory accesses
+    if "fsanitize" not in " ".join(host_harness.harness_flags(harness)):
+        pytest.skip("the host compiler has no AddressSanitizer")
+    x = np.zeros((1, 3, 3, 1), np.float32)
+    cols = np.zeros((16, 1), np.float32)
+    p = cuda_kernels.plan("im2col_nhwc", np.float32, x=x, cols=cols, total=16, H=4, W=4, C=1,
+                          KH=1, KW=1, sH=1, sW=1, pH=0, pW=0, OH=4, OW=4)
+    with pytest.raises(RuntimeError, match="AddressSanitizer"):
+        host_harness.run(p, harness)
+
+
+# ---------------------------------------------------------------------------------------------
+# show_kernel: the lecture's view of a launch
+# ---------------------------------------------------------------------------------------------
+
+def test_show_kernel_mapping_is_the_one_the_kernel_computes(rng):
+    view = minicnn.cuda.show_kernel("im2col", (2, 5, 6, 3), kernel_size=3, stride=2, padding=1)
+    x = rng.standard_normal((2, 5, 6, 3))
+    cols = im2col_kernels.im2col_reference(x, (3, 3), (2, 2), (1, 1)).reshape(-1)
+    assert view.total == cols.size and view.grid * view.block >= view.total
+    for i in range(0, cols.size, 7):
+        t = view.thread(i)
+        yy, xx = t["oh"] * 2 - 1 + t["kh"], t["ow"] * 2 - 1 + t["kw"]
+        inside = 0 <= yy < 5 and 0 <= xx < 6
+        assert cols[i] == (x[t["n"], yy, xx, t["c"]] if inside else 0.0)
+    text = str(view)
+    assert "__global__ void im2col_nhwc(" in text and f"grid = ({view.grid}, 1, 1)" in text
+    assert "thread 0 ->" in text
+
+
+def test_show_kernel_covers_every_kernel_without_a_gpu():
+    for name in minicnn.cuda.KERNEL_VIEWS:
+        view = minicnn.cuda.show_kernel(name, (2, 8, 8, 4), kernel_size=2, print_source=False)
+        assert view.total > 0 and view.thread(view.total - 1)["n"] == 1
+    with pytest.raises(ValueError, match="show_kernel: unknown kernel 'conv'"):
+        minicnn.cuda.show_kernel("conv", (1, 4, 4, 1))
