@@ -1,0 +1,649 @@
+"""Gradient flow: measurements of why residual paths keep gradients alive where plain nets lose
+them (He, Zhang, Ren, Sun 2016, "Deep residual learning for image recognition", CVPR,
+https://arxiv.org/abs/1512.03385, Fig. 6 and 7).
+
+    import minicnn as mc
+    snapshot = mc.gradflow.record(model, images, labels)   # one forward + backward, measured
+    runs = mc.gradflow.sweep(images, labels, depths=(20, 56, 110), norm=False, init="normal")
+    spectra = mc.gradflow.jacobian_spectra(depths=(1, 2, 4, 8))
+
+What a "layer" is here: every ``Conv2d`` and ``Linear`` of the model, in the order forward runs
+them (a CIFAR ResNet-20 has 19 convs and the fc: 20 layers; the zero-padding shortcuts have no
+weights and are not layers). For nets with ``model.blocks()`` (the CIFAR ResNets) each layer
+also carries its block number: 0 for the stem conv, 1..3n for the residual (or plain) blocks,
+3n + 1 for the fc. Per layer and per measured step the recorder keeps:
+
+- ``weight_grad_norm``: ||dL/dW||, the L2 (Frobenius) norm of the weight gradient; also
+  ``weight_grad_mean_abs`` and ``weight_grad_max_abs`` (the forum bar chart of mean/max |grad|);
+- ``output_grad_norm``: ||dL/dy||, the norm of the gradient that flows back into the layer's
+  output y (a tensor hook on y): what is left of the loss's signal at that depth;
+- ``response_std``: the standard deviation of the layer's response, as in He et al.'s Fig. 7:
+  the output of the batch norm right after the layer when there is one (after BN, before the
+  nonlinearity), else the layer's own output.
+
+Norms are computed in float64 from the float32 gradients, so a tiny norm (1e-30) is not lost to
+underflow in the square; a gradient whose every element IS exactly 0 in float32 has norm 0.0,
+and the summaries count such layers.
+"""
+import argparse
+import csv
+import itertools
+import json
+import pathlib
+import time
+
+import numpy as np
+
+import minicnn.nn as nn
+from minicnn import backend
+from minicnn.autograd import Tensor, is_grad_enabled, no_grad
+from minicnn.checkpoint import atomic_write
+from minicnn.gradcheck import _float64_copy, _unit
+from minicnn.nn import functional as F
+
+__all__ = ["GradFlowRecorder", "record", "summarize", "build_twins", "sweep", "run_gradflow",
+           "StackBlock", "residual_stack", "numerical_jacobian", "backward_jacobian",
+           "jacobian_spectra", "degradation", "fixed_batch", "save_json", "save_csv",
+           "register", "INITS", "ACTIVATIONS", "LAYER_FIELDS"]
+
+#: the ``--init`` names of the command line -> the ``init=`` of ``mc.models.cifar_resnet``
+INITS = {"he": "kaiming_fan_out", "he_fan_in": "kaiming_fan_in", "xavier": "xavier",
+         "normal": "normal"}
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+#: the numbers kept per layer (see the module docstring)
+LAYER_FIELDS = ("weight_grad_norm", "weight_grad_mean_abs", "weight_grad_max_abs",
+                "output_grad_norm", "response_std")
+_LAYER_TYPES = (nn.Conv2d, nn.Linear)
+
+
+def _norm(array):
+    """The L2 norm of ``array`` in float64 (no underflow of tiny squares), as a Python float."""
+    xp = backend.get_array_module(array)
+    flat = array.astype(xp.float64).ravel()
+    return float(xp.sqrt(xp.dot(flat, flat)))
+
+
+def _std(array):
+    xp = backend.get_array_module(array)
+    return float(xp.std(array.astype(xp.float64)))
+
+
+# ---- the recorder ---------------------------------------------------------------------------
+
+class GradFlowRecorder:
+    """Measure every ``every``-th forward + backward of ``model`` (see the module docstring).
+
+        recorder = GradFlowRecorder(model, every=50)
+        with recorder:                        # attaches the hooks; removes them afterwards
+            mc.fit(model, opt, loader, epochs=3)
+        recorder.snapshots                    # [{'step': 0, 'name': [...], ...}, ...]
+
+    A pass counts when it runs with gradients on (``mc.no_grad()`` evaluations do not count);
+    passes 0, every, 2 * every, ... are measured. Each snapshot is plain data: ``step``, ``loss``
+    (None unless :func:`record` filled it in), and one list per column, one entry per layer in
+    forward order: ``name``, ``type``, ``block`` and the :data:`LAYER_FIELDS`. A snapshot's
+    gradient columns fill in during the backward that follows its forward.
+    """
+
+    def __init__(self, model, every=1):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"GradFlowRecorder: every must be a positive integer, got {every!r}")
+        self.model, self.every = model, every
+        self.names = {id(m): name for name, m in model.named_modules()}
+        self.layers = [m for m in model.modules() if isinstance(m, _LAYER_TYPES)]
+        if not self.layers:
+            raise ValueError(f"GradFlowRecorder: {type(model).__name__} has no Conv2d or Linear "
+                             "layer to record")
+        blocks = model.blocks() if callable(getattr(model, "blocks", None)) else None
+        self.n_blocks = None if blocks is None else len(blocks)
+        self.block_of = {} if blocks is None else {
+            id(m): i + 1 for i, block in enumerate(blocks) for m in block.modules()}
+        self._rows = []           # rows of the snapshots: one list of per-layer dicts each
+        self._steps = []
+        self._losses = []
+        self._passes = 0          # forward passes with gradients on, seen so far
+        self._current = None      # {id(layer): row} of the pass being measured, or None
+        self._last_output = None  # (tensor, row): the latest layer output, for a BN after it
+        self._handles = []
+
+    # attaching and detaching
+    def attach(self):
+        if self._handles:
+            return self
+        self._handles.append(self.model.register_forward_pre_hook(self._start_pass))
+        for layer in self.layers:
+            self._handles.append(layer.register_forward_hook(self._layer_output))
+            self._handles.append(layer.weight.register_hook(self._weight_grad_hook(layer)))
+        for m in self.model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                self._handles.append(m.register_forward_hook(self._norm_output))
+        return self
+
+    def detach(self):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._current = self._last_output = None
+
+    def __enter__(self):
+        return self.attach()
+
+    def __exit__(self, *exc):
+        self.detach()
+
+    # the hooks
+    def _start_pass(self, module, args):
+        self._current = self._last_output = None
+        if not is_grad_enabled():
+            return
+        if self._passes % self.every == 0:
+            self._current = {}
+            self._rows.append([])
+            self._steps.append(self._passes)
+            self._losses.append(None)
+        self._passes += 1
+
+    def _layer_output(self, layer, args, output):
+        current = self._current
+        if current is None or not isinstance(output, Tensor) or not output.requires_grad:
+            return
+        rows = self._rows[-1]
+        if self.n_blocks is None:
+            block = None
+        elif id(layer) in self.block_of:
+            block = self.block_of[id(layer)]
+        else:  # before the first block: the stem (0); after a block has run: the head
+            block = 0 if not any(r["block"] for r in rows) else self.n_blocks + 1
+        row = {"name": self.names[id(layer)], "type": type(layer).__name__, "block": block,
+               **{field: None for field in LAYER_FIELDS}}
+        row["response_std"] = _std(output.data)
+        rows.append(row)
+        current.setdefault(id(layer), row)  # a layer called twice: its weight row is the first
+        self._last_output = (output, row)
+
+        def output_grad(grad):
+            row["output_grad_norm"] = _norm(grad)
+        output.register_hook(output_grad)
+
+    def _norm_output(self, bn, args, output):
+        last = self._last_output
+        if self._current is not None and last is not None and args and args[0] is last[0]:
+            last[1]["response_std"] = _std(output.data)  # after BN, before the nonlinearity
+
+    def _weight_grad_hook(self, layer):
+        def hook(grad):  # runs at the end of backward with this backward's weight gradient
+            row = None if self._current is None else self._current.get(id(layer))
+            if row is not None:
+                xp = backend.get_array_module(grad)
+                row["weight_grad_norm"] = _norm(grad)
+                row["weight_grad_mean_abs"] = float(xp.abs(grad).mean(dtype=xp.float64))
+                row["weight_grad_max_abs"] = float(xp.abs(grad).max())
+        return hook
+
+    @property
+    def snapshots(self):
+        """The measured steps so far, each as columns (see the class docstring)."""
+        return [_columns(step, loss, rows)
+                for step, loss, rows in zip(self._steps, self._losses, self._rows)]
+
+
+def _columns(step, loss, rows):
+    snapshot = {"step": step, "loss": loss}
+    for key in ("name", "type", "block") + LAYER_FIELDS:
+        snapshot[key] = [row[key] for row in rows]
+    return snapshot
+
+
+def record(model, images, labels, loss_fn=F.cross_entropy):
+    """One forward and backward of ``model`` on a batch, measured: a snapshot (see
+    :class:`GradFlowRecorder`) with the loss filled in. The model's gradients are zeroed first
+    and hold this batch's gradients afterwards; the model's mode (train/eval) is used as it is."""
+    images = images if isinstance(images, Tensor) else Tensor(images)
+    labels = labels if isinstance(labels, Tensor) else Tensor(labels)
+    recorder = GradFlowRecorder(model)
+    with recorder:
+        model.zero_grad()
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+    recorder._losses[-1] = loss.item()
+    return recorder.snapshots[-1]
+
+
+def summarize(snapshot, field="weight_grad_norm"):
+    """How evenly the gradient reaches the layers, from one snapshot's ``field`` (per layer).
+
+    - ``spread``: log10(max / min) over the layers whose norm is not exactly 0: orders of
+      magnitude between the best- and the worst-fed layer (None if fewer than one such layer);
+    - ``first_over_median``: the first layer's norm over the median layer's (None when the
+      median is 0): far below 1 means the gradient dies on its way down to the input;
+    - ``zero_layers``: how many layers got a gradient that is exactly 0 in every element, and
+      ``any_zero``.
+    """
+    values = np.array([np.nan if v is None else v for v in snapshot[field]], dtype=np.float64)
+    values = values[~np.isnan(values)]
+    nonzero = values[values > 0]
+    median = float(np.median(values)) if values.size else 0.0
+    return {
+        "spread": float(np.log10(nonzero.max() / nonzero.min())) if nonzero.size else None,
+        "first_over_median": float(values[0] / median) if median > 0 else None,
+        "zero_layers": int((values == 0).sum()),
+        "any_zero": bool((values == 0).any()),
+        "layers": int(values.size),
+    }
+
+
+# ---- saving ----------------------------------------------------------------------------------
+
+def save_json(data, path):
+    """Write plain data (dicts, lists, numbers) as JSON, atomically; returns ``path``."""
+    with atomic_write(path, mode="w") as f:
+        json.dump(data, f, indent=1, allow_nan=False)
+    return path
+
+
+def save_csv(rows, path, columns=None):
+    """Write a list of flat dicts as CSV (one row each), atomically; returns ``path``."""
+    columns = columns or list(rows[0]) if rows else []
+    with atomic_write(path, mode="w") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def snapshot_rows(snapshot, **extra):
+    """One flat dict per layer of a snapshot (for :func:`save_csv`), ``extra`` columns first."""
+    keys = ("name", "type", "block") + LAYER_FIELDS
+    return [{**extra, "step": snapshot["step"], "index": i,
+             **{key: snapshot[key][i] for key in keys}} for i in range(len(snapshot["name"]))]
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+def _datasets(data, root=None, log=print):
+    """(train, test, in_channels) of a data set the command line knows, normalised."""
+    from minicnn.cli import load_data  # the CLI's loader: per-channel mean/std, subset fallback
+    train, test, channels, _ = load_data(data, "auto", False, root, log)
+    return train, test, channels
+
+
+def fixed_batch(dataset, size=32, seed=0):
+    """``size`` images of ``dataset`` picked with ``seed`` (the same every time): (images,
+    labels) Tensors."""
+    from minicnn.data import DataLoader
+    indices = np.random.default_rng(seed).choice(len(dataset), size=size, replace=False)
+    images, labels = DataLoader(dataset).fetch(np.sort(indices))
+    return Tensor(images), Tensor(labels)
+
+
+# ---- the depth sweep ---------------------------------------------------------------------------
+
+def build_twins(depth, norm=True, activation="relu", init="he", in_channels=1, num_classes=10,
+                seed=0):
+    """(plain, residual) CIFAR nets of ``depth`` with identical weights: both are built after
+    ``mc.manual_seed(seed)``, and the twins have the same parameters in the same order."""
+    import minicnn as mc
+    from minicnn.models.resnet_cifar import cifar_resnet
+    if init not in INITS:
+        raise ValueError(f"gradflow: init must be one of {sorted(INITS)}, got {init!r}")
+    twins = []
+    for plain in (True, False):
+        mc.manual_seed(seed)
+        twins.append(cifar_resnet(depth, num_classes, in_channels, plain=plain, norm=norm,
+                                  activation=activation, init=INITS[init]))
+    return tuple(twins)
+
+
+def config_name(norm, activation, init):
+    """``'bn-relu-he'``, ``'nobn-relu-normal'``...: names files and runs of one configuration."""
+    return f"{'bn' if norm else 'nobn'}-{activation}-{init}"
+
+
+def sweep(images, labels, depths=(20, 56, 110), norm=True, activation="relu", init="he",
+          seed=0, log=print):
+    """Record the plain and the residual twin of each depth at initialisation on one batch.
+
+    Same seed, same weights, same batch; the models are in training mode (batch norm uses the
+    batch's statistics, as in the first training step). Returns one dict per (depth, net):
+    ``depth``, ``net`` ('plain' or 'residual'), ``norm``, ``activation``, ``init``, ``loss``,
+    ``record`` (the snapshot of :func:`record`), ``summary`` (:func:`summarize` of the weight
+    gradient norms) and ``output_summary`` (the same of the output gradient norms).
+    """
+    runs = []
+    in_channels = images.shape[1]
+    for depth in depths:
+        for net, model in zip(("plain", "residual"),
+                              build_twins(depth, norm, activation, init, in_channels, seed=seed)):
+            snapshot = record(model, images, labels)
+            run = {"depth": depth, "net": net, "norm": norm, "activation": activation,
+                   "init": init, "loss": snapshot["loss"], "record": snapshot,
+                   "summary": summarize(snapshot),
+                   "output_summary": summarize(snapshot, "output_grad_norm")}
+            runs.append(run)
+            if log:
+                log(_summary_line(run))
+    return runs
+
+
+def _summary_line(run):
+    s = run["summary"]
+    name = f"{'plain' if run['net'] == 'plain' else 'resnet'}-{run['depth']}"
+    spread = "   -" if s["spread"] is None else f"{s['spread']:4.1f}"
+    ratio = "      -" if s["first_over_median"] is None else f"{s['first_over_median']:7.2g}"
+    return (f"  {config_name(run['norm'], run['activation'], run['init']):<18} {name:>10}: "
+            f"loss {run['loss']:7.4f}  spread {spread} decades  first/median {ratio}  "
+            f"zero layers {s['zero_layers']:>3}/{s['layers']}")
+
+
+def summary_rows(runs):
+    """One flat dict per run (for :func:`save_csv`): the configuration and both summaries."""
+    rows = []
+    for run in runs:
+        row = {key: run[key] for key in ("norm", "activation", "init", "depth", "net", "loss")}
+        row.update(run["summary"])
+        row.update({f"output_{k}": v for k, v in run["output_summary"].items() if k != "layers"})
+        rows.append(row)
+    return rows
+
+
+# ---- Jacobians: why the shortcut helps (y = x + F(x) gives dy/dx = I + dF/dx) ------------------
+
+class StackBlock(nn.Module):
+    """``y = x + F(x)`` (``residual=True``) or ``y = F(x)`` (its plain twin), with
+    ``F(x) = conv2(act(conv1(x)))``: two 3x3 convs, ``channels`` in and out, no bias, no BN.
+
+    The smallest block that shows the point: dy/dx = I + dF/dx for the residual block, so a
+    stack of them multiplies matrices close to I when F is small, while the plain stack
+    multiplies the dF/dx alone and their product shrinks (or grows) geometrically with depth.
+    """
+
+    def __init__(self, channels, residual=True, activation="relu"):
+        super().__init__()
+        from minicnn.models.resnet_cifar import _ACTIVATIONS, conv3x3
+        self.conv1 = conv3x3(channels, channels)
+        self.act = _ACTIVATIONS[activation]()
+        self.conv2 = conv3x3(channels, channels)
+        self.residual = residual
+
+    def branch(self, x):
+        """F(x)."""
+        return self.conv2(self.act(self.conv1(x)))  # N x C x H x W
+
+    def forward(self, x):
+        return x + self.branch(x) if self.residual else self.branch(x)
+
+
+def residual_stack(depth, channels=4, residual=True, activation="relu", init="he", seed=0):
+    """``depth`` :class:`StackBlock` s in a ``Sequential``, in float64, weights drawn after
+    ``mc.manual_seed(seed)`` (so the plain and residual stacks share them): ``init`` 'he'
+    (kaiming normal, fan_in, the activation's gain: F keeps the scale of its input), 'xavier'
+    or 'normal' (N(0, 0.01^2): a small F)."""
+    import minicnn as mc
+    mc.manual_seed(seed)
+    stack = nn.Sequential(*[StackBlock(channels, residual, activation) for _ in range(depth)])
+    for m in stack.modules():
+        if isinstance(m, nn.Conv2d):
+            if init == "he":
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=activation)
+            elif init == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(activation))
+            elif init == "normal":
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            else:
+                raise ValueError(f"residual_stack: init must be he, xavier or normal, got "
+                                 f"{init!r}")
+    return stack.to(np.float64)
+
+
+def numerical_jacobian(fn, x, eps=1e-6):
+    """d fn(x) / dx by central differences in float64, one input element at a time (the
+    element-wise steps of :func:`minicnn.gradcheck`): an array (fn(x).size, x.size) whose column
+    j is (fn(x + eps e_j) - fn(x - eps e_j)) / (2 eps)."""
+    x = _float64_copy(x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float64)))
+    xp = x.xp
+    with no_grad():
+        columns = []
+        for j in range(x.size):
+            step = eps * _unit(xp, x.shape, j)
+            plus, minus = fn(Tensor(x.data + step)).data, fn(Tensor(x.data - step)).data
+            columns.append(((plus - minus) / (2 * eps)).ravel())
+    return backend.to_numpy(xp.stack(columns, axis=1))
+
+
+def backward_jacobian(fn, x):
+    """The same Jacobian from ``backward``: row k is the gradient of output element k."""
+    x = _float64_copy(x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float64)))
+    x.requires_grad_()
+    rows = []
+    for k in range(fn(x).size):
+        x.grad = None
+        y = fn(x)
+        y.backward(_unit(y.xp, y.shape, k))
+        rows.append(backend.to_numpy(x.grad).ravel())
+    return np.stack(rows)
+
+
+def jacobian_spectra(depths=(1, 2, 4, 8, 16), inits=("he", "normal"), activations=("relu",),
+                     channels=4, size=4, seed=0, eps=1e-6):
+    """Singular values of d output / d input (finite differences, float64) of plain and
+    residual stacks of each depth, for each init and activation, on one random input of shape
+    (1, channels, size, size).
+
+    Returns a list of dicts: ``net``, ``init``, ``activation``, ``depth``, ``singular_values``
+    (largest first),
+    ``max``, ``min``, ``median`` and ``mean_abs_log10`` (the mean |log10 s|: 0 when every
+    singular value is 1, i.e. how far the stack is from preserving every direction).
+    """
+    x = np.random.default_rng(seed).standard_normal((1, channels, size, size))
+    spectra = []
+    for init, activation, net, depth in itertools.product(inits, activations,
+                                                          ("plain", "residual"), depths):
+        stack = residual_stack(depth, channels, net == "residual", activation, init, seed)
+        s = np.linalg.svd(numerical_jacobian(stack, x, eps), compute_uv=False)
+        positive = s[s > 0]
+        spectra.append({"net": net, "init": init, "activation": activation, "depth": depth,
+                        "singular_values": s.tolist(), "max": float(s.max()),
+                        "min": float(s.min()), "median": float(np.median(s)),
+                        "mean_abs_log10": float(np.abs(np.log10(positive)).mean())
+                        if positive.size else None})
+    return spectra
+
+
+# ---- the degradation experiment (He et al. 2016, Fig. 6) --------------------------------------
+
+def degradation(depths=(20, 56), epochs=10, train_size=5000, test_size=1000, batch_size=64,
+                lr=0.1, momentum=0.9, weight_decay=1e-4, data="fashion-mnist", seed=0,
+                record_every=50, out=None, root=None, log=print):
+    """Train the plain and the residual CIFAR net of each depth with one recipe and budget.
+
+    The recipe (the same for every net): ``train_size`` training images picked with ``seed``
+    (no augmentation), SGD with momentum and weight decay, ``lr`` with a cosine schedule over
+    ``epochs``, batch norm, He init, batches of ``batch_size`` in a seeded order; the test error
+    on ``test_size`` test images after every epoch. The gradient flow is recorded every
+    ``record_every`` steps on the way. With ``out``, ``degradation.json`` is rewritten after
+    each net (a stopped run keeps what it finished) and the curves are drawn at the end.
+
+    Returns ``{"recipe": {...}, "runs": {"plain-20": {"history": ..., "final": ...,
+    "gradflow": [snapshots]}, ...}}``.
+    """
+    import minicnn as mc
+    from minicnn.data import DataLoader, Subset
+    from minicnn.models.resnet_cifar import cifar_resnet
+
+    train, test, channels = _datasets(data, root, log)
+    rng = np.random.default_rng(seed)
+    train_size, test_size = min(train_size, len(train)), min(test_size, len(test))
+    train = Subset(train, np.sort(rng.choice(len(train), train_size, replace=False)))
+    test = Subset(test, np.sort(rng.choice(len(test), test_size, replace=False)))
+    recipe = {"data": data, "train_images": train_size, "test_images": test_size,
+              "epochs": epochs, "batch_size": batch_size, "optimizer": "SGD", "lr": lr,
+              "momentum": momentum, "weight_decay": weight_decay, "schedule": "cosine",
+              "norm": "batch norm", "init": "he (kaiming_fan_out)", "activation": "relu",
+              "seed": seed, "depths": list(depths), "record_every": record_every}
+    result = {"recipe": recipe, "runs": {}}
+    for plain in (True, False):
+        for depth in depths:
+            label = f"{'plain' if plain else 'resnet'}-{depth}"
+            mc.manual_seed(seed)
+            model = cifar_resnet(depth, num_classes=10, in_channels=channels, plain=plain)
+            opt = mc.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                               weight_decay=weight_decay)
+            scheduler = mc.optim.CosineAnnealingLR(opt, epochs)
+            train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, seed=seed)
+            train_eval_loader = DataLoader(train, batch_size=500)
+            test_loader = DataLoader(test, batch_size=500)
+            if log:
+                log(f"degradation: {label}, {epochs} epochs of {train_size} images")
+            started = time.perf_counter()
+            with GradFlowRecorder(model, every=record_every) as recorder:
+                history = mc.fit(model, opt, train_loader, epochs, val_loader=test_loader,
+                                 scheduler=scheduler, progress=False,
+                                 log=(lambda line, label=label: log(f"  {label} {line}"))
+                                 if log else None)
+            train_loss, train_acc = mc.evaluate(model, train_eval_loader)
+            test_loss, test_acc = mc.evaluate(model, test_loader)
+            final = {"train_loss": train_loss, "train_error": 1 - train_acc,
+                     "test_loss": test_loss, "test_error": 1 - test_acc,
+                     "seconds": time.perf_counter() - started}
+            result["runs"][label] = {"history": history, "final": final,
+                                     "gradflow": recorder.snapshots}
+            if log:
+                log(f"  {label}: train error (eval mode) {100 * final['train_error']:.2f}%, "
+                    f"test error {100 * final['test_error']:.2f}%, {final['seconds']:.0f} s")
+            if out is not None:
+                save_json(result, pathlib.Path(out) / "degradation.json")
+    if out is not None:
+        from minicnn.gradflow_plots import plot_degradation
+        plot_degradation(result, pathlib.Path(out) / "degradation.png")
+    return result
+
+
+# ---- everything at once: what `minicnn gradflow` runs ----------------------------------------
+
+def run_gradflow(configs=((True, "relu", "he"),), depths=(20, 56, 110), data="fashion-mnist",
+                 root=None, batch_size=32, seed=0, jacobian=True, out="runs/gradflow",
+                 log=print):
+    """The sweep for each ``(norm, activation, init)`` of ``configs`` on one fixed batch of
+    ``batch_size`` training images of ``data``, then (``jacobian=True``) the Jacobian spectra of
+    small stacks; writes data and pictures into ``out`` and returns ``(runs, spectra)``.
+
+    Files: ``sweep.json`` (every run with its per-layer record), ``sweep_summary.csv`` (a row
+    per run), ``sweep_layers.csv`` (a row per layer per run), per configuration
+    ``grad_norms_<config>.png`` and ``grad_bars_<config>.png`` (the deepest depth), and
+    ``jacobian.json`` / ``jacobian_spectra.png``.
+    """
+    from minicnn.gradflow_plots import plot_grad_bars, plot_grad_norms, plot_jacobian_spectra
+    out = pathlib.Path(out)
+    train, _, _ = _datasets(data, root, log)
+    images, labels = fixed_batch(train, batch_size, seed)
+    batch = {"data": data, "images": batch_size, "seed": seed, "split": "train"}
+    runs = []
+    for norm, activation, init in configs:
+        name = config_name(norm, activation, init)
+        if log:
+            log(f"{name}: plain vs residual at depths {', '.join(map(str, depths))}")
+        config_runs = sweep(images, labels, depths, norm, activation, init, seed, log)
+        runs += config_runs
+        title = (f"{'BN' if norm else 'no BN'}, {activation}, init {init}: {data}, "
+                 f"{batch_size} images, at initialisation")
+        plot_grad_norms(config_runs, out / f"grad_norms_{name}.png", title=title)
+        deepest = max(depths)
+        plot_grad_bars({f"{'plain' if r['net'] == 'plain' else 'ResNet'}-{deepest}": r["record"]
+                        for r in config_runs if r["depth"] == deepest},
+                       out / f"grad_bars_{name}.png", title=title)
+    save_json({"batch": batch, "layer_fields": list(LAYER_FIELDS), "runs": runs},
+              out / "sweep.json")
+    save_csv(summary_rows(runs), out / "sweep_summary.csv")
+    layer_rows = [row for run in runs for row in snapshot_rows(
+        run["record"], **{k: run[k] for k in ("norm", "activation", "init", "depth", "net")})]
+    save_csv(layer_rows, out / "sweep_layers.csv")
+    spectra = None
+    if jacobian:
+        activations = tuple(dict.fromkeys(act for _, act, _ in configs if act != "sigmoid")) \
+            or ("relu",)
+        spectra = jacobian_spectra(activations=activations, seed=seed)
+        save_json({"input_shape": [1, 4, 4, 4], "blocks": "y = x + conv(act(conv(x))) "
+                   "(residual) or y = conv(act(conv(x))) (plain), 4 channels, no BN",
+                   "spectra": spectra}, out / "jacobian.json")
+        plot_jacobian_spectra(spectra, out / "jacobian_spectra.png",
+                              title="singular values of d output / d input (finite "
+                                    "differences, float64)")
+        if log:
+            for s in spectra:
+                log(f"  jacobian {s['init']:>6} {s['activation']:>4} {s['net']:>8} "
+                    f"{s['depth']:>2} blocks: singular values {s['min']:.2g} .. {s['max']:.2g},"
+                    f" median {s['median']:.3g}")
+    if log:
+        log(f"wrote {out}/sweep.json, sweep_summary.csv, sweep_layers.csv and the pictures")
+    return runs, spectra
+
+
+# ---- the command line: minicnn gradflow --------------------------------------------------------
+
+def register(subparsers):
+    """Add the ``gradflow`` subcommand to an argparse ``subparsers`` (minicnn/cli.py calls this)."""
+    p = subparsers.add_parser(
+        "gradflow", help="gradient flow in plain vs residual nets: depth sweep, Jacobian "
+                         "spectra, the degradation experiment (He et al. 2016)",
+        description="Plain vs residual CIFAR nets: per-layer gradient norms at initialisation "
+                    "for each depth (the sweep) and the Jacobian spectra of small stacks, or "
+                    "with --degradation the training curves of He et al. 2016, Fig. 6. Writes "
+                    "JSON/CSV data and PNG pictures into --out.")
+    p.add_argument("--depths", type=int, nargs="+", default=None,
+                   help="depths 6n+2 (default: 20 56 110; with --degradation 20 56)")
+    p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="batch norm after every conv (default); --no-bn: none, convs get a bias")
+    p.add_argument("--act", nargs="+", default=["relu"], choices=ACTIVATIONS,
+                   help="activation(s); several give a run per activation (default relu)")
+    p.add_argument("--init", nargs="+", default=["he"], choices=sorted(INITS),
+                   help="initialisation(s) of the convs: he (kaiming normal, fan_out), "
+                        "he_fan_in, xavier, normal (N(0, 0.01^2)); default he")
+    p.add_argument("--grid", action="store_true",
+                   help="every configuration of the issue: BN on and off x relu/tanh/sigmoid x "
+                        "he/xavier/normal (overrides --bn, --act, --init)")
+    p.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "mnist",
+                                                                "cifar10"))
+    p.add_argument("--root", default=None, help="folder holding the data set files")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per measured batch (default 32); with --degradation the "
+                        "training batch (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-jacobian", action="store_true",
+                   help="skip the Jacobian spectra of the small plain/residual stacks")
+    p.add_argument("--out", default="runs/gradflow", help="output folder (default runs/gradflow)")
+    d = p.add_argument_group("the degradation experiment (--degradation)")
+    d.add_argument("--degradation", action="store_true",
+                   help="train plain and residual nets of --depths with one recipe instead")
+    d.add_argument("--epochs", type=int, default=10)
+    d.add_argument("--train-size", type=int, default=5000, help="training images used")
+    d.add_argument("--test-size", type=int, default=1000, help="test images used")
+    d.add_argument("--lr", type=float, default=0.1)
+    d.add_argument("--weight-decay", type=float, default=1e-4)
+    d.add_argument("--record-every", type=int, default=50,
+                   help="record the gradient flow every this many steps")
+    p.set_defaults(func=_cmd_gradflow)
+    return p
+
+
+def _cmd_gradflow(args):
+    out = pathlib.Path(args.out)
+    if args.degradation:
+        result = degradation(tuple(args.depths or (20, 56)), args.epochs, args.train_size,
+                             args.test_size, args.batch_size or 64, args.lr,
+                             weight_decay=args.weight_decay, data=args.data, seed=args.seed,
+                             record_every=args.record_every, out=out, root=args.root)
+        print(f"wrote {out}/degradation.json and {out}/degradation.png")
+        for label, run in result["runs"].items():
+            f = run["final"]
+            print(f"{label:>11}: train error {100 * f['train_error']:6.2f}%  test error "
+                  f"{100 * f['test_error']:6.2f}%")
+        return 0
+    if args.grid:
+        configs = [(norm, act, init) for norm in (True, False) for act in ACTIVATIONS
+                   for init in ("he", "xavier", "normal")]
+    else:
+        configs = [(args.bn, act, init) for act in args.act for init in args.init]
+    run_gradflow(configs, tuple(args.depths or (20, 56, 110)), data=args.data, root=args.root,
+                 batch_size=args.batch_size or 32, seed=args.seed,
+                 jacobian=not args.no_jacobian, out=out)
+    return 0
