@@ -148,6 +148,13 @@ class Function:
     def backward(self, *gys):
         raise NotImplementedError
 
+    @property
+    def needs_input_grad(self):
+        """One bool per input, for use inside ``backward``: does this input want a gradient?
+        (PyTorch's ``ctx.needs_input_grad``.) A frozen weight (``requires_grad=False``) or data
+        that needs none says False, and ``backward`` may skip that product and return None."""
+        return tuple(x.requires_grad for x in self.inputs)
+
     # hooks and retained gradients of this function's outputs, keyed by output index
     _output_hooks = None
     _retained = None

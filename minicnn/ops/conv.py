@@ -751,7 +751,9 @@ class Conv2d(Function):
     def backward(self, gy):
         xp = backend.get_array_module(gy)
         gy = _to_nhwc(xp, gy)
-        need_x, need_w = self.inputs[0].requires_grad, self.inputs[1].requires_grad
+        # a frozen weight gets no gW, an input that needs no gradient (the data, or the output
+        # of a frozen backbone) no gx: only the products someone uses are computed
+        need_x, need_w = self.needs_input_grad[:2]
         gx = gw = None
         if need_w and self.direct:
             gw = conv2d_direct_weight_grad_nhwc(self.x, gy, self.w.shape[2:], self.padding)

@@ -16,13 +16,21 @@ class Linear(Function):
         return y
 
     def backward(self, gy):
-        x2 = self.x.reshape(-1, self.x.shape[-1])
+        # only the products someone needs: a frozen weight gets no gW, and the first trainable
+        # layer after a frozen backbone (its input needs no gradient) gets no gx
+        need_x, need_w, *need_b = self.needs_input_grad
         gy2 = gy.reshape(-1, gy.shape[-1])
-        gx = threads.matmul(gy, self.w)     # (..., out) @ (out, in) -> (..., in)
-        gw = threads.matmul(gy2.T, x2)      # (out, M) @ (M, in) -> (out, in)
-        if self.has_bias:
-            return gx, gw, gy2.sum(axis=0)
-        return gx, gw
+        gx = gw = gb = None
+        if need_x:
+            gx = threads.matmul(gy, self.w)     # (..., out) @ (out, in) -> (..., in)
+        if need_w:
+            x2 = self.x.reshape(-1, self.x.shape[-1])
+            gw = threads.matmul(gy2.T, x2)      # (out, M) @ (M, in) -> (out, in)
+        if not self.has_bias:
+            return gx, gw
+        if need_b[0]:
+            gb = gy2.sum(axis=0)
+        return gx, gw, gb
 
 
 def linear(x, weight, bias=None):
