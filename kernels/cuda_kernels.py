@@ -30,8 +30,9 @@ from minicnn.kernels import KERNEL_DIR
 #: multiprocessor for these register-light kernels.
 BLOCK = 256
 
-#: options passed to NVRTC (CuPy adds the architecture of the device)
-NVRTC_OPTIONS = ("--std=c++17",)
+#: options passed to NVRTC besides those CuPy adds (the architecture of the device); none:
+#: NVRTC's default language standard (C++17) and IEEE-exact division and square root
+NVRTC_OPTIONS = ()
 
 #: the C types of the templates' instantiations, per NumPy dtype
 CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}

@@ -25,9 +25,28 @@ __host__ __device__ inline void window_extent(int start, int size, int kernel, i
     *hi = start + kernel < size ? start + kernel : size;
 }
 
+// -inf, the max-pool's starting value. NVRTC (what CuPy compiles with) knows no
+// __builtin_huge_val and has no <cmath>, so the device side builds it from its bit pattern; the
+// host side (tests/test_cuda_kernels.py runs these functions on the CPU) uses the builtin.
 template <typename T>
-__host__ __device__ inline T negative_infinity() {
-    return -static_cast<T>(__builtin_huge_val());
+__host__ __device__ inline T negative_infinity();
+
+template <>
+__host__ __device__ inline float negative_infinity<float>() {
+#ifdef __CUDA_ARCH__
+    return -__int_as_float(0x7f800000);  // exponent all ones, mantissa 0: +inf
+#else
+    return -__builtin_huge_valf();
+#endif
+}
+
+template <>
+__host__ __device__ inline double negative_infinity<double>() {
+#ifdef __CUDA_ARCH__
+    return -__longlong_as_double(0x7ff0000000000000LL);
+#else
+    return -__builtin_huge_val();
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------

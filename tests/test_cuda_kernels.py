@@ -111,6 +111,32 @@ def test_nvcc_check_fails_on_a_warning(tmp_path):
     assert problems and "unused" in problems[0]
 
 
+needs_nvrtc = pytest.mark.skipif(nvcc_check.find_nvrtc() is None,
+                                 reason="no libnvrtc (pip install nvidia-cuda-nvrtc): the "
+                                        "runtime's compiler cannot be tried here")
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("cu", [c.name for c in cuda_sources()])
+def test_nvrtc_compiles_every_kernel_as_cupy_would(cu):
+    # NVRTC is what cupy.RawModule compiles with: the same source, options and name expressions,
+    # and every name expression must lower to a kernel entry (what get_function looks up)
+    nvrtc = nvcc_check.NVRTC(nvcc_check.find_nvrtc())
+    assert nvcc_check.nvrtc_check_one(nvrtc, KERNEL_DIR / cu, "compute_80") == []
+
+
+@needs_nvrtc
+def test_nvrtc_check_notices_what_only_nvrtc_rejects(tmp_path):
+    # g++ and nvcc's device pass know __builtin_huge_val; NVRTC does not (a bug this check
+    # caught in pooling.cu): a source using it must fail the NVRTC check
+    bad = tmp_path / "pooling.cu"
+    bad.write_text((KERNEL_DIR / "pooling.cu").read_text().replace(
+        "return -__int_as_float(0x7f800000);", "return -__builtin_huge_valf();"))
+    problems = nvcc_check.nvrtc_check_one(nvcc_check.NVRTC(nvcc_check.find_nvrtc()), bad,
+                                          "compute_80")
+    assert problems and "__builtin_huge_valf" in problems[0]
+
+
 # ---------------------------------------------------------------------------------------------
 # The kernels run on the CPU (host harness)
 # ---------------------------------------------------------------------------------------------
@@ -211,6 +237,20 @@ def test_avg_pool_kernels_equal_the_reference(harness, rng, shape, kernel, strid
     assert y.dtype == dtype and gx.dtype == dtype
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(gx, gx_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_window_in_the_padding_only_gives_minus_infinity(harness, rng, dtype):
+    # the public op forbids such padding, but the kernel itself must still agree with the
+    # reference: a window that sees padding only is -inf, its index the clamped first pixel
+    x = rng.standard_normal((1, 2, 3, 4)).astype(dtype)
+    args = ((1, 1), (1, 1), (1, 1), (5, 6))
+    y_ref, idx_ref = pool_kernels.max_pool2d_forward_reference(x, *args)
+    with host_harness.emulate(harness):
+        y, idx = pool_kernels.max_pool2d_forward_cuda(x, *args, False)
+    assert np.isneginf(y[0, 0, 0, 0])
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
 
 
 def test_the_harness_catches_an_out_of_bounds_read(harness, tmp_path):
