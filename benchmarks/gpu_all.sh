@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path, checked and timed on a machine with an NVIDIA GPU, in one command:
 #
-#     bash benchmarks/gpu_all.sh            # from anywhere; results under $OUT (default ./gpu_results)
+#     bash benchmarks/gpu_all.sh       # from anywhere; results under $OUT (default ./gpu_results)
 #
 # Made for the lent GPU machines (image with python3 holding numpy, cupy-cuda13x, numba, torch,
 # pytest; nothing can be downloaded there), so it installs nothing from the network:

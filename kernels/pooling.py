@@ -21,10 +21,10 @@ NaN wins over everything, as in PyTorch. Average pooling divides by the window s
 padded input (``count_include_pad=True``), by the number of real input elements
 (``count_include_pad=False``), or by ``divisor_override``.
 
-Layout of the numba and CUDA twins: they take C-contiguous arrays of shape ``(N, H, W, C)``. An image in
-channels-last memory (an NCHW-shaped view of an NHWC array, as the convolution produces) is passed
-as it is; a C-contiguous NCHW array is passed as ``(N*C, H, W, 1)`` -- every channel plane an image
-with one channel. Either way, no copy. :func:`to_images` / :func:`from_images` do that, and the
+Layout of the numba and CUDA twins: they take C-contiguous arrays of shape ``(N, H, W, C)``.
+An image in channels-last memory (an NCHW-shaped view of an NHWC array, as the convolution
+produces) is passed as it is; a C-contiguous NCHW array is passed as ``(N*C, H, W, 1)`` -- every
+channel plane an image with one channel. Either way, no copy. :func:`to_images` / :func:`from_images` do that, and the
 dispatchers (``max_pool2d_forward`` ...) choose the twin per array module.
 
 Max-pool indices are PyTorch's: ``h * W + w``, the flat position inside the input plane.

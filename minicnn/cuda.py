@@ -91,9 +91,11 @@ class KernelView:
             lines += [f"// ---- kernels/{spec.file}: {self.kernel} ----", self.source.rstrip(), ""]
         lines += [
             f"launch {self.launch.name} for an input of (N, H, W, C) = "
-            f"({self.n_images}, {g['H']}, {g['W']}, {g['C']}) with kernel {g['KH']}x{g['KW']}, stride ({g['sH']}, {g['sW']}), padding "
-            f"({g['pH']}, {g['pW']}), output (OH, OW) = ({g['OH']}, {g['OW']}):",
-            f"  {spec.output} has shape {self.output_shape}: {self.total} elements, one thread each",
+            f"({self.n_images}, {g['H']}, {g['W']}, {g['C']}) with kernel {g['KH']}x{g['KW']}, "
+            f"stride ({g['sH']}, {g['sW']}), padding ({g['pH']}, {g['pW']}), output (OH, OW) = "
+            f"({g['OH']}, {g['OW']}):",
+            f"  {spec.output} has shape {self.output_shape}: {self.total} elements, one thread "
+            "each",
             f"  grid = ({self.grid}, 1, 1) blocks, block = ({self.block}, 1, 1) threads: "
             f"{self.grid * self.block} threads, {idle} idle in the last block (i >= total)",
             f"  thread i = blockIdx.x * {self.block} + threadIdx.x -> "

@@ -14,8 +14,6 @@
 
 The nvcc and harness tests skip with a reason where the compiler is missing; CI has both.
 """
-import pathlib
-
 import numpy as np
 import pytest
 
