@@ -289,3 +289,39 @@ def test_show_kernel_covers_every_kernel_without_a_gpu():
         assert view.total > 0 and view.thread(view.total - 1)["n"] == 1
     with pytest.raises(ValueError, match="show_kernel: unknown kernel 'conv'"):
         minicnn.cuda.show_kernel("conv", (1, 4, 4, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch: CuPy arrays of float32/float64 go to the CUDA twins
+# ---------------------------------------------------------------------------------------------
+
+class _GpuArray:
+    """Stands in for a CuPy array in dispatch decisions (its type lives in a 'cupy' module)."""
+    __module__ = "cupy._stand_in"
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype, twin", [(np.float32, "cuda"), (np.float64, "cuda"),
+                                         (np.float16, "reference")])
+def test_gpu_arrays_are_dispatched_to_the_cuda_twins(monkeypatch, dtype, twin):
+    called = []
+    for module, names in ((im2col_kernels, ("im2col", "col2im")),
+                          (pool_kernels, ("max_pool2d_forward", "max_pool2d_backward",
+                                          "avg_pool2d_forward", "avg_pool2d_backward"))):
+        for name in names:
+            for kind in ("cuda", "reference"):
+                monkeypatch.setattr(module, f"{name}_{kind}",
+                                    lambda *a, _n=f"{name}_{kind}", **k: called.append(_n))
+    a = _GpuArray(dtype)
+    im2col_kernels.im2col(a, (3, 3))
+    im2col_kernels.col2im(a, (1, 3, 3, 1), (3, 3))
+    pool_kernels.max_pool2d_forward(a, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    pool_kernels.max_pool2d_backward(a, a, (1, 1, 2, 2), (2, 2), (2, 2), (0, 0), False)
+    pool_kernels.avg_pool2d_forward(a, (2, 2), (2, 2), (0, 0), np.ones((1, 1)), False)
+    pool_kernels.avg_pool2d_backward(a, (1, 1, 2, 2), (2, 2), (2, 2), (0, 0), np.ones((1, 1)),
+                                     False)
+    assert called == [f"{n}_{twin}" for n in ("im2col", "col2im", "max_pool2d_forward",
+                                              "max_pool2d_backward", "avg_pool2d_forward",
+                                              "avg_pool2d_backward")]
