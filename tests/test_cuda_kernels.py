@@ -325,3 +325,78 @@ def test_gpu_arrays_are_dispatched_to_the_cuda_twins(monkeypatch, dtype, twin):
     assert called == [f"{n}_{twin}" for n in ("im2col", "col2im", "max_pool2d_forward",
                                               "max_pool2d_backward", "avg_pool2d_forward",
                                               "avg_pool2d_backward")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole ops (and a small net) with the CUDA kernels, run on the CPU
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cuda_kernels_on_cpu(harness, monkeypatch):
+    """The ops' kernel calls go to the CUDA twins, whose launches run in the host harness: the
+    ops' own code (buffers, views, layouts, chunks) drives the CUDA kernels' code."""
+    for name in ("im2col", "col2im"):
+        monkeypatch.setattr(im2col_kernels, name, getattr(im2col_kernels, f"{name}_cuda"))
+    for name in ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+                 "avg_pool2d_backward"):
+        monkeypatch.setattr(pool_kernels, name, getattr(pool_kernels, f"{name}_cuda"))
+    with host_harness.emulate(harness):
+        yield
+
+
+def _forward_backward(fn, arrays):
+    ts = [minicnn.Tensor(a, requires_grad=True) for a in arrays]
+    out = fn(*ts)
+    out.backward(np.random.default_rng(5).standard_normal(out.shape))
+    return [out.numpy()] + [t.grad for t in ts]
+
+
+OP_CASES = {
+    "conv2d 3x3 pad 1": (lambda x, w: minicnn.nn.functional.conv2d(x, w, padding=1),
+                         [(2, 3, 6, 5), (4, 3, 3, 3)]),
+    "conv2d 3x3 stride 2": (lambda x, w: minicnn.nn.functional.conv2d(x, w, stride=2,
+                                                                      padding=1),
+                            [(2, 4, 7, 7), (5, 4, 3, 3)]),
+    "conv2d groups 2": (lambda x, w: minicnn.nn.functional.conv2d(x, w, padding=1, groups=2),
+                        [(2, 4, 5, 5), (6, 2, 3, 3)]),
+    "conv_transpose2d stride 2": (lambda x, w: minicnn.nn.functional.conv_transpose2d(
+        x, w, stride=2, padding=1, output_padding=1), [(2, 3, 4, 4), (3, 2, 3, 3)]),
+    "conv -> max_pool2d (channels-last)": (lambda x, w: minicnn.nn.functional.max_pool2d(
+        minicnn.nn.functional.conv2d(x, w, padding=1), 3, 2, 1), [(2, 3, 8, 8), (4, 3, 3, 3)]),
+    "max_pool2d NCHW ceil_mode": (lambda x: minicnn.nn.functional.max_pool2d(
+        x, 2, 2, ceil_mode=True), [(2, 3, 5, 7)]),
+    "avg_pool2d count_include_pad=False": (lambda x: minicnn.nn.functional.avg_pool2d(
+        x, 3, 2, 1, count_include_pad=False), [(2, 3, 7, 6)]),
+}
+
+
+@pytest.mark.parametrize("name", list(OP_CASES))
+def test_ops_with_the_cuda_kernels_equal_the_cpu_path(name, rng, request):
+    fn, shapes = OP_CASES[name]
+    arrays = [rng.standard_normal(s) for s in shapes]  # float64
+    expected = _forward_backward(fn, arrays)
+    request.getfixturevalue("cuda_kernels_on_cpu")
+    got = _forward_backward(fn, arrays)
+    for k, (g, e) in enumerate(zip(got, expected)):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12,
+                                   err_msg=f"{name}: {'output' if k == 0 else f'grad {k}'}")
+
+
+def test_a_resnet_step_with_the_cuda_kernels_equals_the_cpu_path(rng, request):
+    import copy
+    minicnn.manual_seed(0)
+    model = minicnn.models.cifar_resnet(depth=8, num_classes=3).to(dtype=np.float64)
+    twin = copy.deepcopy(model)
+    x, y = rng.standard_normal((2, 3, 8, 8)), rng.integers(0, 3, size=2)
+
+    def step(m):
+        loss = minicnn.nn.functional.cross_entropy(m(minicnn.Tensor(x)), minicnn.Tensor(y))
+        loss.backward()
+        return loss.item(), {k: p.grad for k, p in m.named_parameters()}
+
+    loss, grads = step(model)
+    request.getfixturevalue("cuda_kernels_on_cpu")
+    loss_cuda, grads_cuda = step(twin)
+    assert loss_cuda == pytest.approx(loss, rel=1e-12)
+    for k, g in grads.items():
+        np.testing.assert_allclose(grads_cuda[k], g, rtol=1e-9, atol=1e-12, err_msg=k)
