@@ -48,8 +48,9 @@ print('cuda available:', minicnn.cuda.is_available(), minicnn.cuda.why_unavailab
     "${RUN[@]}" -m minicnn.kernels.nvcc_check || status=1
 
     step "pytest -m gpu (and the kernel checks that need no GPU)"
+    # (a test module that cannot be imported there must not stop the GPU tests of the others)
     timeout 360 "${RUN[@]}" -m pytest -q -ra -p no:cacheprovider -m gpu tests \
-        --junitxml="$OUT/pytest_gpu.xml" || status=1
+        --continue-on-collection-errors --junitxml="$OUT/pytest_gpu.xml" || status=1
     timeout 120 "${RUN[@]}" -m pytest -q -ra -p no:cacheprovider tests/test_cuda_kernels.py \
         || status=1
 
