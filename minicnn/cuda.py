@@ -1,7 +1,10 @@
-"""Is there a usable NVIDIA GPU?
+"""Is there a usable NVIDIA GPU? And how do the CUDA kernels map to GPU threads?
 
 ``import cupy`` succeeds on machines without a GPU or driver, so importing is not enough: we ask
 the CUDA runtime for a device and run one tiny computation on it. Nothing here ever raises.
+
+:func:`show_kernel` shows a kernel of ``kernels/*.cu`` and its launch for a given input shape
+(grid, block, which output element each thread computes); it needs no GPU (for the lecture).
 """
 import functools
 
