@@ -16,6 +16,8 @@ The nvcc and harness tests skip with a reason where the compiler is missing; CI 
 """
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import minicnn
 from minicnn.kernels import KERNEL_DIR, cuda_kernels, cuda_sources, host_harness, nvcc_check
@@ -249,6 +251,49 @@ def test_max_pool_window_in_the_padding_only_gives_minus_infinity(harness, rng, 
     assert np.isneginf(y[0, 0, 0, 0])
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(idx, idx_ref)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 5),
+       kh=st.integers(1, 5), kw=st.integers(1, 5), sh=st.integers(1, 4), sw=st.integers(1, 4),
+       ph=st.integers(0, 3), pw=st.integers(0, 3), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2 ** 16))
+def test_cuda_kernels_equal_the_reference_on_drawn_geometries(harness, n, h, w, c, kh, kw, sh,
+                                                              sw, ph, pw, dtype, seed):
+    # any geometry with an output: im2col, col2im, and (where PyTorch allows the padding)
+    # max and average pooling, forward and backward, all exact
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    assume(oh >= 1 and ow >= 1)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    k, s, p = (kh, kw), (sh, sw), (ph, pw)
+    g = rng.standard_normal((n * oh * ow, kh * kw * c)).astype(dtype)
+    with host_harness.emulate(harness):
+        cols = im2col_kernels.im2col_cuda(x, k, s, p)
+        gx = im2col_kernels.col2im_cuda(g, x.shape, k, s, p)
+    np.testing.assert_array_equal(cols, im2col_kernels.im2col_reference(x, k, s, p))
+    np.testing.assert_array_equal(gx, im2col_kernels.col2im_reference(g, x.shape, k, s, p))
+    if ph > kh // 2 or pw > kw // 2:
+        return
+    xn = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # NCHW
+    out = (oh, ow)
+    gy = rng.standard_normal((n, c, oh, ow)).astype(dtype)
+    div = pool_kernels.avg_pool2d_divisors((h, w), k, s, p, out, count_include_pad=True)
+    y_ref, idx_ref = pool_kernels.max_pool2d_forward_reference(xn, k, s, p, out)
+    with host_harness.emulate(harness):
+        y, idx = pool_kernels.max_pool2d_forward_cuda(xn, k, s, p, out, False)
+        gxm = pool_kernels.max_pool2d_backward_cuda(gy, idx, xn.shape, k, s, p, False)
+        ya = pool_kernels.avg_pool2d_forward_cuda(xn, k, s, p, div, False)
+        gxa = pool_kernels.avg_pool2d_backward_cuda(gy, xn.shape, k, s, p, div, False)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    np.testing.assert_array_equal(
+        gxm, pool_kernels.max_pool2d_backward_reference(gy, idx_ref, xn.shape, k, s, p))
+    np.testing.assert_array_equal(
+        ya, pool_kernels.avg_pool2d_forward_reference(xn, k, s, p, out, div))
+    np.testing.assert_array_equal(
+        gxa, pool_kernels.avg_pool2d_backward_reference(gy, xn.shape, k, s, p, div))
 
 
 def test_the_harness_catches_an_out_of_bounds_read(harness, tmp_path):
