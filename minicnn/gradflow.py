@@ -234,16 +234,17 @@ def summarize(snapshot, field="weight_grad_norm"):
 
 # ---- saving ----------------------------------------------------------------------------------
 
-def save_json(data, path):
-    """Write plain data (dicts, lists, numbers) as JSON, atomically; returns ``path``."""
+def save_json(data, path, indent=1):
+    """Write plain data (dicts, lists, numbers) as JSON, atomically; returns ``path``.
+    ``indent=None`` writes it compactly (large per-layer records)."""
     with atomic_write(path, mode="w") as f:
-        json.dump(data, f, indent=1, allow_nan=False)
+        json.dump(data, f, indent=indent, allow_nan=False)
     return path
 
 
 def save_csv(rows, path, columns=None):
     """Write a list of flat dicts as CSV (one row each), atomically; returns ``path``."""
-    columns = columns or list(rows[0]) if rows else []
+    columns = columns or (list(rows[0]) if rows else [])
     with atomic_write(path, mode="w") as f:
         writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
@@ -326,13 +327,16 @@ def sweep(images, labels, depths=(20, 56, 110), norm=True, activation="relu", in
 
 
 def _summary_line(run):
-    s = run["summary"]
+    s, o = run["summary"], run["output_summary"]
     name = f"{'plain' if run['net'] == 'plain' else 'resnet'}-{run['depth']}"
-    spread = "   -" if s["spread"] is None else f"{s['spread']:4.1f}"
-    ratio = "      -" if s["first_over_median"] is None else f"{s['first_over_median']:7.2g}"
+
+    def number(value, width, spec):
+        return f"{'-':>{width}}" if value is None else f"{value:{width}{spec}}"
     return (f"  {config_name(run['norm'], run['activation'], run['init']):<18} {name:>10}: "
-            f"loss {run['loss']:7.4f}  spread {spread} decades  first/median {ratio}  "
-            f"zero layers {s['zero_layers']:>3}/{s['layers']}")
+            f"loss {run['loss']:9.4g}  dL/dW spread {number(s['spread'], 4, '.1f')} decades, "
+            f"first/median {number(s['first_over_median'], 7, '.2g')}, zero layers "
+            f"{s['zero_layers']:>3}/{s['layers']}  |  dL/dy spread "
+            f"{number(o['spread'], 4, '.1f')} decades")
 
 
 def summary_rows(runs):
@@ -429,6 +433,12 @@ def jacobian_spectra(depths=(1, 2, 4, 8, 16), inits=("he", "normal"), activation
     residual stacks of each depth, for each init and activation, on one random input of shape
     (1, channels, size, size).
 
+    NOTE: a central difference cannot resolve a slope below about (float64 rounding of the
+    output) / eps ~ 1e-10 * |output|: singular values under that floor are zeros (ReLU's dead
+    units) or noise. Sigmoid's outputs sit near 0.5, so its deep plain stacks hit the floor at
+    once; ``run_gradflow`` shows ReLU and tanh (sigmoid(x) = (1 + tanh(x / 2)) / 2 behaves like
+    a tanh with a quarter of the slope).
+
     Returns a list of dicts: ``net``, ``init``, ``activation``, ``depth``, ``singular_values``
     (largest first),
     ``max``, ``min``, ``median`` and ``mean_abs_log10`` (the mean |log10 s|: 0 when every
@@ -511,7 +521,7 @@ def degradation(depths=(20, 56), epochs=10, train_size=5000, test_size=1000, bat
                 log(f"  {label}: train error (eval mode) {100 * final['train_error']:.2f}%, "
                     f"test error {100 * final['test_error']:.2f}%, {final['seconds']:.0f} s")
             if out is not None:
-                save_json(result, pathlib.Path(out) / "degradation.json")
+                save_json(result, pathlib.Path(out) / "degradation.json", indent=None)
     if out is not None:
         from minicnn.gradflow_plots import plot_degradation
         plot_degradation(result, pathlib.Path(out) / "degradation.png")
@@ -525,7 +535,8 @@ def run_gradflow(configs=((True, "relu", "he"),), depths=(20, 56, 110), data="fa
                  log=print):
     """The sweep for each ``(norm, activation, init)`` of ``configs`` on one fixed batch of
     ``batch_size`` training images of ``data``, then (``jacobian=True``) the Jacobian spectra of
-    small stacks; writes data and pictures into ``out`` and returns ``(runs, spectra)``.
+    small stacks (ReLU and tanh, He and N(0, 0.01^2) init: see :func:`jacobian_spectra`); writes
+    data and pictures into ``out`` and returns ``(runs, spectra)``.
 
     Files: ``sweep.json`` (every run with its per-layer record), ``sweep_summary.csv`` (a row
     per run), ``sweep_layers.csv`` (a row per layer per run), per configuration
@@ -552,19 +563,17 @@ def run_gradflow(configs=((True, "relu", "he"),), depths=(20, 56, 110), data="fa
                         for r in config_runs if r["depth"] == deepest},
                        out / f"grad_bars_{name}.png", title=title)
     save_json({"batch": batch, "layer_fields": list(LAYER_FIELDS), "runs": runs},
-              out / "sweep.json")
+              out / "sweep.json", indent=None)
     save_csv(summary_rows(runs), out / "sweep_summary.csv")
     layer_rows = [row for run in runs for row in snapshot_rows(
         run["record"], **{k: run[k] for k in ("norm", "activation", "init", "depth", "net")})]
     save_csv(layer_rows, out / "sweep_layers.csv")
     spectra = None
     if jacobian:
-        activations = tuple(dict.fromkeys(act for _, act, _ in configs if act != "sigmoid")) \
-            or ("relu",)
-        spectra = jacobian_spectra(activations=activations, seed=seed)
+        spectra = jacobian_spectra(activations=("relu", "tanh"), seed=seed)
         save_json({"input_shape": [1, 4, 4, 4], "blocks": "y = x + conv(act(conv(x))) "
                    "(residual) or y = conv(act(conv(x))) (plain), 4 channels, no BN",
-                   "spectra": spectra}, out / "jacobian.json")
+                   "spectra": spectra}, out / "jacobian.json", indent=None)
         plot_jacobian_spectra(spectra, out / "jacobian_spectra.png",
                               title="singular values of d output / d input (finite "
                                     "differences, float64)")

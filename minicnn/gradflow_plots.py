@@ -12,6 +12,8 @@ as PNG when given a path. Each function returns the ``Figure`` (a notebook displ
 - :func:`plot_jacobian_spectra`: the singular values of the input-output Jacobian of plain and
   residual stacks, per depth.
 """
+import io
+
 import numpy as np
 
 from minicnn.checkpoint import atomic_write
@@ -31,9 +33,24 @@ def _finish(figure, path, title=None, dpi=90):
     if title:
         figure.suptitle(title)
     if path is not None:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi)
         with atomic_write(path) as f:
-            figure.savefig(f, format="png", dpi=dpi)
+            f.write(_palette_png(buffer.getvalue()))
     return figure
+
+
+def _palette_png(png):
+    """The PNG with at most 256 colours (2-3x smaller for line plots; these pictures are
+    committed with the experiments), or unchanged when Pillow is missing."""
+    try:
+        from PIL import Image
+    except ImportError:  # matplotlib brings Pillow, but it is not needed for correctness
+        return png
+    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 def _positive(values):
@@ -77,8 +94,8 @@ def plot_grad_norms(runs, path=None, fields=("weight_grad_norm", "output_grad_no
                     label += f": spread {spread} decades"
                     if s["any_zero"]:
                         label += f", {s['zero_layers']} exactly 0"
-                ax.plot(x, values, "-", color=f"C{i}", linewidth=1.2, marker=".",
-                        markersize=3, label=label)
+                ax.plot(x, values, "-", color=f"C{i}", linewidth=1.2, label=label,
+                        marker="." if len(x) <= 30 else None, markersize=3)
                 if zeros.any():
                     ax.plot(x[zeros], np.zeros(zeros.sum()), "x", color=f"C{i}",
                             clip_on=False, transform=ax.get_xaxis_transform())
