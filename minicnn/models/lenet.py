@@ -52,7 +52,16 @@ class LeNet5(nn.Module):
         return self.classifier(x)  # N x num_classes
 
 
-def lenet5(num_classes=10, in_channels=1, input_size=28, activation="tanh", pool="avg"):
+def lenet5(num_classes=10, in_channels=1, input_size=28, activation="tanh", pool="avg",
+           pretrained=False):
     """LeNet-5. ``activation`` 'tanh' (the paper's squashing function, default), 'relu' or
-    'sigmoid'; ``pool`` 'avg' (the paper's subsampling, default) or 'max'."""
-    return LeNet5(num_classes, in_channels, input_size, activation, pool)
+    'sigmoid'; ``pool`` 'avg' (the paper's subsampling, default) or 'max'. ``pretrained=True``
+    loads the weights minicnn trained on Fashion-MNIST (default arguments only; see
+    :mod:`minicnn.models.pretrained`)."""
+    model = LeNet5(num_classes, in_channels, input_size, activation, pool)
+    if pretrained:
+        from minicnn.models.pretrained import load_pretrained
+        load_pretrained(model, "lenet5", dict(num_classes=num_classes, in_channels=in_channels,
+                                              input_size=input_size, activation=activation,
+                                              pool=pool))
+    return model

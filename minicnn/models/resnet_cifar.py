@@ -174,14 +174,23 @@ class CifarResNet(nn.Module):
 
 
 def cifar_resnet(depth=20, num_classes=10, in_channels=3, plain=False, norm=True,
-                 activation="relu", init="kaiming_fan_out"):
+                 activation="relu", init="kaiming_fan_out", pretrained=False):
     """The CIFAR ResNet of any depth 6n + 2 (8, 14, 20, ...); see the module docstring.
 
     Parameter count with BN: 16*9*c + 32 (stem, c = in_channels) + 3n BasicBlocks + 65 * classes.
     Without BN (``norm=False``) each conv gets a bias and each BN's 2*C goes: ResNet-20,
     10 classes: 269,722 with BN, 269,034 without.
+
+    ``pretrained=True`` loads weights minicnn trained on Fashion-MNIST, shipped for
+    ``cifar_resnet(8, in_channels=1)`` (see :mod:`minicnn.models.pretrained`).
     """
-    return CifarResNet(depth, num_classes, in_channels, plain, norm, activation, init)
+    model = CifarResNet(depth, num_classes, in_channels, plain, norm, activation, init)
+    if pretrained:
+        from minicnn.models.pretrained import load_pretrained
+        load_pretrained(model, f"resnet{depth}", dict(
+            depth=depth, num_classes=num_classes, in_channels=in_channels, plain=plain,
+            norm=norm, activation=activation))
+    return model
 
 
 def resnet20(num_classes=10, in_channels=3, plain=False, norm=True, activation="relu",

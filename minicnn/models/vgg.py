@@ -146,18 +146,25 @@ def vgg19(num_classes=1000, in_channels=3, batch_norm=False, dropout=0.5):
 
 
 def vgg_small(depth=11, num_classes=10, in_channels=1, width=16, batch_norm=False, dropout=0.5,
-              hidden=None):
+              hidden=None, pretrained=False):
     """VGG-``depth`` (11, 13, 16 or 19) for 28x28/32x32 inputs: the paper's column with every
     width scaled by ``width / 64``, ceil-mode pools, global average pooling and a classifier of
-    ``hidden`` (default ``16 * width``) units. See the module docstring."""
+    ``hidden`` (default ``16 * width``) units. See the module docstring. ``pretrained=True``
+    loads the weights minicnn trained on Fashion-MNIST (default arguments only; see
+    :mod:`minicnn.models.pretrained`)."""
     if depth not in DEPTHS:
         raise ValueError(f"vgg_small: depth must be one of {sorted(DEPTHS)}, got {depth!r}")
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"vgg_small: width must be a positive int, got {width!r}")
     features = make_layers(CFGS[DEPTHS[depth]], batch_norm, in_channels, width, ceil_mode=True)
-    hidden = 16 * width if hidden is None else hidden
-    return VGG(features, num_classes, dropout=dropout, pool_size=(1, 1), hidden=hidden,
-               linear_init="kaiming")
+    model = VGG(features, num_classes, dropout=dropout, pool_size=(1, 1),
+                hidden=16 * width if hidden is None else hidden, linear_init="kaiming")
+    if pretrained:
+        from minicnn.models.pretrained import load_pretrained
+        load_pretrained(model, "vgg_small", dict(depth=depth, num_classes=num_classes,
+                                                 in_channels=in_channels, width=width,
+                                                 batch_norm=batch_norm, hidden=hidden))
+    return model
 
 
 # ---- stage-wise training ---------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""minicnn's own small model zoo: weights trained by minicnn on Fashion-MNIST, shipped inside the
+package, loaded offline.
+
+    model = mc.models.lenet5(pretrained=True)                  # 28x28 grey images, 10 classes
+    model = mc.models.vgg_small(pretrained=True)
+    model = mc.models.resnet20(in_channels=1, pretrained=True)
+    print(mc.models.pretrained.describe())                     # accuracy, size, checksum, command
+
+The files live in ``minicnn/models/weights/``: one ``.npz`` per model (``np.load`` opens it) and
+``manifest.json``, which records for each the factory and the arguments it was trained with,
+its test accuracy on the 10,000 Fashion-MNIST test images, its SHA-256 checksum, the data
+normalisation its inputs need (``(x - 0.2860) / 0.3530`` on pixels in [0, 1], as ``minicnn
+train`` does), and the command that reproduces it (``experiments/pretrained/train.py``).
+
+Loading checks that the call builds the architecture the weights were trained for (another
+``num_classes`` or ``in_channels`` is an error that says which call fits; to reuse the weights
+for other classes, load them and then :func:`minicnn.transfer.replace_head`), and that the file
+still has its checksum (a damaged file is an error, never silently wrong weights).
+"""
+import hashlib
+import inspect
+import json
+import os
+
+from minicnn.checkpoint import CheckpointError
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
+
+__all__ = ["WEIGHTS_DIR", "manifest", "available", "describe", "load_pretrained",
+           "pretrained_model"]
+
+
+def manifest():
+    """The parsed ``manifest.json``: ``{"models": {name: entry}}``."""
+    try:
+        with open(MANIFEST, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"minicnn's pre-trained weights are missing: no {MANIFEST} (an "
+                                "installation without package data?). Reinstall minicnn, or "
+                                "train them: python experiments/pretrained/train.py") from None
+
+
+def available():
+    """The names of the shipped models (``lenet5``, ``vgg_small``, ``resnet20``)."""
+    return sorted(manifest()["models"])
+
+
+def describe():
+    """One line per shipped model: call, test accuracy, size, checksum."""
+    lines = []
+    for name, e in sorted(manifest()["models"].items()):
+        args = ", ".join(f"{k}={v!r}" for k, v in e["kwargs"].items())
+        lines.append(f"{e['factory']}({args}, pretrained=True): Fashion-MNIST test accuracy "
+                     f"{100 * e['test_accuracy']:.2f}%, {e['parameters']:,} parameters, "
+                     f"{e['bytes']:,} bytes, sha256 {e['sha256'][:16]}...")
+    return "\n".join(lines)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _expected_arguments(entry):
+    """The factory's defaults overridden by the arguments the weights were trained with."""
+    import minicnn.models as models
+
+    factory = getattr(models, entry["factory"])
+    defaults = {k: p.default for k, p in inspect.signature(factory).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **entry["kwargs"]}
+
+
+def load_pretrained(model, name, arguments):
+    """Load the shipped weights ``name`` into ``model``, built by a factory called with the
+    architecture ``arguments`` (a dict); used by the factories' ``pretrained=True``. Returns
+    ``model``."""
+    from minicnn import weights
+
+    entries = manifest()["models"]
+    if name not in entries:
+        raise ValueError(f"no pre-trained weights named {name!r} ship with minicnn; available: "
+                         f"{', '.join(sorted(entries))}")
+    entry = entries[name]
+    expected = _expected_arguments(entry)
+    differ = [(k, v, expected[k]) for k, v in arguments.items()
+              if k in expected and expected[k] != v]
+    if differ:
+        fits = ", ".join(f"{k}={v!r}" for k, v in entry["kwargs"].items())
+        raise ValueError(
+            f"{entry['factory']}(pretrained=True): the shipped weights were trained on "
+            f"Fashion-MNIST with " + ", ".join(f"{k}={want!r}" for k, _, want in differ) +
+            ", but this call has " + ", ".join(f"{k}={got!r}" for k, got, _ in differ) +
+            f". Call mc.models.{entry['factory']}({fits}, pretrained=True); for other classes, "
+            "load them so and then minicnn.transfer.replace_head(model, num_classes)")
+    path = os.path.join(WEIGHTS_DIR, entry["file"])
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"the pre-trained weights file {path} is missing; reproduce it "
+                                f"with: {entry['command']}")
+    digest = _sha256(path)
+    if digest != entry["sha256"]:
+        raise CheckpointError(f"{path} is damaged: its SHA-256 is {digest}, the manifest says "
+                              f"{entry['sha256']}. Reinstall minicnn, or reproduce the file "
+                              f"with: {entry['command']}")
+    weights.load(model, path)
+    return model
+
+
+def pretrained_model(name):
+    """Build the shipped model ``name`` with the arguments it was trained with and load its
+    weights: ``pretrained_model("resnet20")``."""
+    import minicnn.models as models
+
+    entries = manifest()["models"]
+    if name not in entries:
+        raise ValueError(f"no pre-trained weights named {name!r} ship with minicnn; available: "
+                         f"{', '.join(sorted(entries))}")
+    entry = entries[name]
+    return getattr(models, entry["factory"])(**entry["kwargs"], pretrained=True)
