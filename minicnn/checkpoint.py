@@ -332,9 +332,16 @@ def _check_part(path, contents, part, obj, saved_class):
 
 # ---- weights only -------------------------------------------------------------------------------
 
+_OTHER_FORMATS = (".safetensors", ".pth", ".pt", ".bin")   # handled by minicnn.weights
+
+
 def save_weights(path, model):
     """Write ``model.state_dict()`` atomically as an ``.npz`` file (``np.load(path)`` reads it:
-    one array per key, such as ``features.0.weight``). Returns ``path``."""
+    one array per key, such as ``features.0.weight``). Returns ``path``. A ``.safetensors`` or
+    ``.pth`` path is written in that format instead (see :mod:`minicnn.weights`)."""
+    if os.fspath(path).lower().endswith(_OTHER_FORMATS):
+        from minicnn import weights
+        return weights.save(path, model)
     state = model.state_dict()
     with atomic_write(path) as f:
         _write_archive(f, state)
@@ -344,8 +351,15 @@ def save_weights(path, model):
 def load_weights(path, model, strict=True):
     """Load a file written by :func:`save_weights` (or ``np.savez(path, **state_dict)``, or the
     model part of a checkpoint) into ``model``. ``strict``: as in ``load_state_dict``; a key or
-    shape mismatch raises :class:`~minicnn.nn.StateDictError` listing them."""
+    shape mismatch raises :class:`~minicnn.nn.StateDictError` listing them. ``.safetensors``
+    and PyTorch ``.pth`` files load too (:func:`minicnn.weights.load`, which also returns a
+    report of every key that did not fit)."""
     path = os.fspath(path)
+    if path.lower().endswith(_OTHER_FORMATS):
+        from minicnn import weights
+        from minicnn.nn.module import IncompatibleKeys
+        report = weights.load(model, path, strict=strict)
+        return IncompatibleKeys(report.missing, report.unexpected)
     arrays, metadata = _read_archive(path, "weights")
     if metadata is not None:  # a full checkpoint: take its model part
         state = _unpack(path, arrays, metadata)["model"]

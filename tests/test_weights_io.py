@@ -471,3 +471,14 @@ def _has(package):
         return True
     except ImportError:
         return False
+
+
+def test_save_weights_and_load_weights_follow_the_extension(tmp_path):
+    pytest.importorskip("safetensors", reason="the safetensors package is not installed")
+    model = _trained_lenet()
+    mc.save_weights(tmp_path / "m.safetensors", model)
+    assert (tmp_path / "m.safetensors").read_bytes()[8:9] == b"{"   # a safetensors header
+    fresh = mc.models.lenet5()
+    result = mc.load_weights(tmp_path / "m.safetensors", fresh)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    _same_state(model, fresh)
