@@ -6,6 +6,13 @@ https://arxiv.org/abs/1512.03385, Fig. 6 and 7).
     snapshot = mc.gradflow.record(model, images, labels)   # one forward + backward, measured
     runs = mc.gradflow.sweep(images, labels, depths=(20, 56, 110), norm=False, init="normal")
     spectra = mc.gradflow.jacobian_spectra(depths=(1, 2, 4, 8))
+    result = mc.gradflow.degradation(depths=(20, 56), epochs=10)  # He et al. Fig. 6
+
+    minicnn gradflow --depths 20 56 110 --bn --act relu --init he --out DIR
+    minicnn gradflow --degradation --depths 20 56 --epochs 10 --out DIR
+
+The committed results of a full run, with the commands and the numbers, are in
+``experiments/gradflow/``.
 
 What a "layer" is here: every ``Conv2d`` and ``Linear`` of the model, in the order forward runs
 them (a CIFAR ResNet-20 has 19 convs and the fc: 20 layers; the zero-padding shortcuts have no
@@ -113,7 +120,8 @@ class GradFlowRecorder:
         self._handles.append(self.model.register_forward_pre_hook(self._start_pass))
         for layer in self.layers:
             self._handles.append(layer.register_forward_hook(self._layer_output))
-            self._handles.append(layer.weight.register_hook(self._weight_grad_hook(layer)))
+            if layer.weight.requires_grad:  # a frozen layer's weight columns stay None
+                self._handles.append(layer.weight.register_hook(self._weight_grad_hook(layer)))
         for m in self.model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 self._handles.append(m.register_forward_hook(self._norm_output))

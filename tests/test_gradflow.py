@@ -110,6 +110,16 @@ def test_recorder_every_k_steps_during_training_and_detach():
     assert not model[0]._forward_hooks and not model[0].weight._hooks
 
 
+def test_recorder_leaves_the_weight_columns_of_a_frozen_layer_empty():
+    mc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    snap = gradflow.record(model, mc.Tensor(np.ones((2, 3), np.float32)),
+                           mc.Tensor(np.array([0, 1])))
+    assert snap["weight_grad_norm"][0] is None and snap["weight_grad_norm"][1] > 0
+    assert snap["output_grad_norm"][0] > 0
+
+
 def test_layers_of_a_cifar_resnet_carry_their_block_number():
     snap = gradflow.record(cifar_resnet(8, in_channels=1),
                            mc.Tensor(np.ones((2, 1, 8, 8), np.float32)),
