@@ -321,7 +321,7 @@ def report(model):
 METHODS = ("scratch", "linear", "deepest", "full")
 METHOD_LABELS = {
     "scratch": "from scratch",
-    "linear": "frozen features + linear classifier",
+    "linear": "frozen conv features + linear classifier",
     "deepest": "fine-tune the deepest stage + head",
     "full": "fine-tune everything (backbone lr / 10)",
 }
@@ -422,7 +422,18 @@ def deepest_stage(model):
     return names[-1]
 
 
-def _method_model(method, name, pretrained_state, num_classes, lr, backbone_lr):
+def feature_layer(model):
+    """Where the experiment's frozen feature extractor ends: the output of the convolutional
+    part (``features``, S4 of LeNet-5: 16 x 5 x 5 = 400 numbers) or of the global average pool
+    (``avgpool`` of a ResNet: 64 numbers)."""
+    names = dict(model.named_children())
+    for name in ("avgpool", "features"):
+        if name in names:
+            return name
+    raise ValueError(f"{type(model).__name__}: no 'avgpool' or 'features' to cut after")
+
+
+def _method_model(method, name, pretrained_state, num_classes, lr, backbone_lr, linear_lr):
     """The model and optimiser of one of the four ways."""
     import minicnn as mc
     from minicnn import weights
@@ -433,9 +444,13 @@ def _method_model(method, name, pretrained_state, num_classes, lr, backbone_lr):
     # everything but the (new, randomly initialised) head comes from the pre-trained net
     weights.load(model, pretrained_state, exclude=(head_name(model) + ".",))
     if method == "linear":
-        freeze(model)
-        unfreeze(model, "head")
-    elif method == "deepest":
+        # the frozen network up to its feature layer, and a new linear classifier on top
+        extractor = FeatureExtractor(freeze(model), feature_layer(model), flatten=True)
+        with mc.no_grad():
+            width = extractor.eval()(mc.Tensor(np.zeros((1, 1, 28, 28), np.float32))).shape[1]
+        classifier = nn.Sequential(extractor, nn.Linear(width, num_classes))
+        return classifier, mc.optim.Adam(classifier[1].parameters(), lr=linear_lr)
+    if method == "deepest":
         freeze(model)
         unfreeze(model, deepest_stage(model), "head")
     elif method != "full":
@@ -453,8 +468,8 @@ def steps_for(per_class, num_classes, batch_size, min_steps=100, epochs=5):
 
 def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2), model="lenet5",
                    source_classes=(0, 1, 2, 3, 4), pretrain_epochs=2, pretrained=None,
-                   lr=2e-3, backbone_lr=2e-4, batch_size=64, min_steps=100, epochs=5,
-                   subset="auto", methods=METHODS, log=print):
+                   lr=2e-3, backbone_lr=2e-4, linear_lr=2e-2, batch_size=64, min_steps=100,
+                   epochs=5, subset="auto", methods=METHODS, log=print):
     """The lecture's transfer experiment on Fashion-MNIST, offline. Writes into ``out``:
     ``pretrained.npz`` (unless ``pretrained`` names a weights file to reuse), ``results.json``
     (one record per run), ``table.md`` and ``accuracy_vs_labels.png``. Returns the records.
@@ -464,9 +479,13 @@ def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2),
        ``pretrain_epochs``, Adam 1e-3, batch 128.
     2. For each number of labels per class in ``labels`` and each seed: draw that many training
        images of each of the other classes, and train the four ``methods`` on exactly those
-       images for the same number of steps (:func:`steps_for`) with Adam (``lr`` for new
-       layers and the scratch net; ``backbone_lr`` for the pre-trained layers when fine-tuning
-       everything). Test accuracy on all test images of the target classes (5,000).
+       images for the same number of steps (:func:`steps_for`) with Adam: ``scratch`` (the
+       whole net, ``lr``); ``linear`` (the pre-trained net frozen up to :func:`feature_layer`,
+       a new linear classifier on its features, ``linear_lr``: a linear classifier on fixed
+       features is a convex problem that takes, and needs, larger steps); ``deepest``
+       (:func:`deepest_stage` and a new head, ``lr``); ``full`` (a new head with ``lr``, every
+       pre-trained layer with ``backbone_lr``). Test accuracy on all test images of the target
+       classes (5,000).
     """
     import minicnn as mc
     from minicnn import weights
@@ -510,7 +529,7 @@ def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2),
             for method in methods:
                 mc.manual_seed(1000 + seed)   # the same fresh head (and scratch net) per seed
                 net, opt = _method_model(method, model, pretrained_state,
-                                         len(target_classes), lr, backbone_lr)
+                                         len(target_classes), lr, backbone_lr, linear_lr)
                 rep = report(net)
                 seconds = _train(net, opt, x_tgt[pick], tgt_y[pick], steps, batch_size,
                                  seed=seed)
@@ -526,7 +545,8 @@ def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2),
     config = {"model": model, "source_classes": list(source_classes),
               "target_classes": list(target_classes), "labels": list(labels),
               "seeds": list(seeds), "pretrain_epochs": pretrain_epochs, "lr": lr,
-              "backbone_lr": backbone_lr, "batch_size": batch_size, "min_steps": min_steps,
+              "backbone_lr": backbone_lr, "linear_lr": linear_lr, "batch_size": batch_size,
+              "min_steps": min_steps,
               "epochs": epochs, "data": source, "pretrain": pretrain_info,
               "minutes": round(minutes, 1)}
     with atomic_write(os.path.join(out, "results.json"), "w") as f:
@@ -612,7 +632,8 @@ def _cmd_finetune(args):
     run_experiment(out=args.out, labels=tuple(args.labels), seeds=tuple(range(args.seeds)),
                    model=args.model, source_classes=tuple(args.source_classes),
                    pretrain_epochs=args.pretrain_epochs, pretrained=args.pretrained,
-                   lr=args.lr, backbone_lr=args.backbone_lr, batch_size=args.batch_size,
+                   lr=args.lr, backbone_lr=args.backbone_lr, linear_lr=args.linear_lr,
+                   batch_size=args.batch_size,
                    min_steps=args.min_steps, epochs=args.epochs, subset=args.subset,
                    methods=tuple(args.methods))
     return 0
@@ -641,6 +662,8 @@ def register(subparsers):
     p.add_argument("--lr", type=float, default=2e-3, help="Adam lr of new layers (default 2e-3)")
     p.add_argument("--backbone-lr", type=float, default=2e-4,
                    help="Adam lr of the pre-trained layers when fine-tuning everything")
+    p.add_argument("--linear-lr", type=float, default=2e-2,
+                   help="Adam lr of the linear classifier on frozen features (default 2e-2)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--min-steps", type=int, default=100)
     p.add_argument("--epochs", type=int, default=5, help="passes over the labelled images "

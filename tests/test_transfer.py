@@ -304,7 +304,9 @@ def test_finetune_command_runs_the_experiment(tmp_path):
     assert {r["method"] for r in records} == set(transfer.METHODS)
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["steps"] == 3 for r in records)
     by_method = {r["method"]: r for r in records if r["labels_per_class"] == 2}
-    assert by_method["linear"]["trainable"] == 85 * 5 and by_method["linear"]["frozen"] > 0
+    assert by_method["linear"]["trainable"] == 401 * 5            # Linear(400 = 16 x 5 x 5, 5)
+    # the whole frozen LeNet-5 (5 classes) is inside the extractor; only S4 and before run
+    assert by_method["linear"]["frozen"] == 61_281
     assert by_method["scratch"]["frozen"] == 0
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["records"] == records
