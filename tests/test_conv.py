@@ -670,3 +670,18 @@ def test_layer_options():
         conv2d_column_bytes((8, 64, 56, 56), (64, 64, 3, 3), 1, 1)
     assert up.column_bytes((1, 4, 5, 5)) == \
         conv_transpose2d_column_bytes((1, 4, 5, 5), (4, 2, 3, 3), 2, 1)
+
+
+def test_gpu_arrays_get_one_large_chunk_cpu_arrays_cache_sized_ones():
+    """On the CPU the columns are cut into cache-sized chunks; on a GPU (any array module other
+    than NumPy) the whole batch is one launch unless it exceeds ``max_column_bytes``."""
+    import types
+
+    from minicnn.ops import conv
+    per_image = 1 << 20  # 1 MiB of columns per image
+    step, chunks, _ = conv._chunking(np, 128, per_image)
+    assert step * per_image <= conv.chunk_bytes and chunks == -(-128 // step)
+    fake_gpu = types.SimpleNamespace(__name__="cupy")
+    assert conv._chunking(fake_gpu, 128, per_image) == (128, 1, 1)
+    huge = conv.max_column_bytes // 2 + 1  # two images no longer fit
+    assert conv._chunking(fake_gpu, 5, huge) == (1, 5, 1)

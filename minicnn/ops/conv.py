@@ -211,6 +211,11 @@ def _chunking(xp, n_images, bytes_per_image):
     """
     if bytes_per_image <= 0:
         return max(n_images, 1), 1, 1
+    if xp is not np:
+        # a GPU wants few, large launches (chunk_bytes is sized for a CPU cache): one chunk
+        # unless the columns of the whole batch would exceed max_column_bytes
+        step = max(1, min(n_images, max_column_bytes // bytes_per_image))
+        return step, -(-n_images // step), 1
     workers = _parallel.workers(xp) if n_images * bytes_per_image >= parallel_min_bytes else 1
     budget = min(chunk_bytes, max_column_bytes // workers)
     step = max(1, min(n_images, budget // bytes_per_image, -(-n_images // workers)))
