@@ -61,7 +61,7 @@ for x, (year, name, err, layers) in zip(xs, entries):
     depth = "shallow\n(not a CNN)" if layers is None else f"{layers} layers"
     ax.text(x, err + 0.5, f"{err}%\n{depth}", ha="center", va="bottom", fontsize=8)
 ax.axhline(5.1, color="C3", linestyle="--")
-ax.text(len(entries) - 0.5, 5.6, "human 5.1%", color="C3", ha="right")
+ax.text(1.5, 5.6, "human 5.1%", color="C3", ha="center")
 ax.set_xticks(xs, [f"{year}\n{name}" for year, name, _, _ in entries])
 ax.set_ylabel("ImageNet top-5 error (%)")
 ax.set_ylim(0, 34)
