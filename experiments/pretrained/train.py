@@ -55,7 +55,7 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def train_one(name, runs):
+def train_one(name, runs, weights_dir=WEIGHTS):
     factory, kwargs, epochs = CONFIGS[name]
     out = runs / name
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def train_one(name, runs):
     save_history(history, out / "history.json")
     _, test_accuracy = evaluate(model, test_loader)
     minutes = (time.perf_counter() - started) / 60
-    target = WEIGHTS / f"{name}.npz"
+    target = weights_dir / f"{name}.npz"
     tmp = target.with_suffix(".npz.part")
     shutil.copyfile(out / "weights.npz", tmp)
     os.replace(tmp, target)
@@ -109,15 +109,20 @@ def main(argv=None):
     parser.add_argument("--only", choices=sorted(CONFIGS), action="append",
                         help="train only this model (repeatable); the others keep their entry")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "pretrained"))
+    parser.add_argument("--weights-dir", default=str(WEIGHTS),
+                        help="where the .npz files and manifest.json go (default: inside the "
+                             "package; another folder to check a reproduction)")
     args = parser.parse_args(argv)
-    manifest_path = WEIGHTS / "manifest.json"
+    weights_dir = pathlib.Path(args.weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = weights_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.setdefault("models", {})
     manifest["about"] = ("Weights trained by minicnn on Fashion-MNIST by "
                          "experiments/pretrained/train.py; loaded by "
                          "minicnn.models.<factory>(pretrained=True).")
     for name in args.only or list(CONFIGS):
-        entry = train_one(name, pathlib.Path(args.runs))
+        entry = train_one(name, pathlib.Path(args.runs), weights_dir)
         manifest["models"][name] = entry
         with atomic_write(manifest_path, "w") as f:   # after every model: a crash loses none
             json.dump(manifest, f, indent=2)

@@ -104,6 +104,7 @@ def main():
                           f"MINICNN_NUM_THREADS={os.environ.get('MINICNN_NUM_THREADS', 'unset')}",
                "command": "MINICNN_NUM_THREADS=1 .venv/bin/python "
                           "experiments/transfer/bench_frozen.py"}
+    results["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
     resnet, trainable = {}, {}
     for which in ("all trainable", "layer3 + head", "head only"):
         resnet[which], trainable[which] = resnet_variant(which)
@@ -126,6 +127,8 @@ def main():
     for k, v in ms.items():
         print(f"Conv 3x3 64->64 14x14 x 128, forward+backward, {k:<24} {v:7.2f} ms", flush=True)
 
+    # other jobs on the machine slow every variant; the ratios are what to read
+    results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     with atomic_write(pathlib.Path(__file__).with_name("bench_frozen.json"), "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
