@@ -78,9 +78,9 @@ for layer in model.classifier:
     print(f"{type(layer).__name__:28s} {x.shape}")
 
 # %% [markdown]
-# `mc.summary` gives the same walk with parameters and multiply-adds: 61,706 parameters — the
-# number usually quoted for LeNet-5 with the full C3 connection table (the paper's sparse table
-# had fewer) — and about 0.4 million multiply-adds per image. Most parameters sit in the fully
+# `mc.summary` gives the same walk with parameters and multiply-adds: 61,706 parameters (with C3
+# connected to all six maps of S2; the paper's sparse connection table had fewer) and about
+# 0.4 million multiply-adds per image. Most parameters sit in the fully
 # connected C5 (48,120); most multiply-adds in the convolutions.
 
 # %%

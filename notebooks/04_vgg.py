@@ -148,7 +148,7 @@ for depth in (11, 13, 16, 19):
 # The paper initialised its weights from $\mathcal{N}(0, 10^{-2})$ (biases 0). With a
 # fixed standard deviation, each layer multiplies the scale of the signal by roughly
 # $0.01 \sqrt{\text{fan-in}/2}$ (ReLU halves the variance): for a 3x3 conv with 16 input channels
-# that is 0.06, with 128 it is 0.17. Over 13 layers the signal all but vanishes — and the
+# (fan-in 144) that is 0.085, with 128 (fan-in 1152) it is 0.24. Over 13 layers the signal all but vanishes — and the
 # gradients with it. He et al. (2015) choose the standard deviation $\sqrt{2/\text{fan-in}}$ so
 # that the factor is 1 at every layer. Measured on VGG-16-small, the standard deviation of each
 # conv layer's output for a batch of real images:

@@ -104,8 +104,9 @@ plt.show()
 # %% [markdown]
 # Roughly quadratic in $k$ (every conv's input and output both scale with it): doubling $k$ from
 # 12 to 24 multiplies the parameters by about 3.9. At ImageNet size the same design gives
-# DenseNet-121, which the paper sets against ResNet-50 as a net of similar accuracy; counted by
-# `mc.summary`, it has under a third of ResNet-50's parameters and about 70% of its multiply-adds:
+# DenseNet-121 (the paper's Figure 3 plots the ImageNet errors of DenseNets and ResNets against
+# their parameters and FLOPs); counted by `mc.summary`, it has under a third of ResNet-50's
+# parameters and about 70% of its multiply-adds:
 
 # %%
 for factory in (mc.models.densenet121, mc.models.resnet50):
