@@ -87,3 +87,9 @@ def test_committed_outputs_come_from_a_complete_normal_run(ipynb):
     assert "mode: normal" in first, (
         f"{ipynb.name}: the committed outputs must come from a normal-mode run (the first cell "
         f"prints 'mode: normal'), but it printed {first.strip()!r}")
+
+
+def test_notebooks_readme_links_every_notebook():
+    readme = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
+    missing = [p.name for p in IPYNBS if f"({p.name})" not in readme]
+    assert not missing, f"notebooks/README.md does not link {missing}"
