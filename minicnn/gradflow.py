@@ -49,7 +49,7 @@ from minicnn.gradcheck import _float64_copy, _unit
 from minicnn.nn import functional as F
 
 __all__ = ["GradFlowRecorder", "record", "summarize", "build_twins", "sweep", "run_gradflow",
-           "StackBlock", "residual_stack", "numerical_jacobian", "backward_jacobian",
+           "StackBlock", "block_stack", "numerical_jacobian", "backward_jacobian",
            "jacobian_spectra", "degradation", "fixed_batch", "save_json", "save_csv",
            "register", "INITS", "ACTIVATIONS", "LAYER_FIELDS"]
 
@@ -385,7 +385,7 @@ class StackBlock(nn.Module):
         return x + self.branch(x) if self.residual else self.branch(x)
 
 
-def residual_stack(depth, channels=4, residual=True, activation="relu", init="he", seed=0):
+def block_stack(depth, channels=4, residual=True, activation="relu", init="he", seed=0):
     """``depth`` :class:`StackBlock` s in a ``Sequential``, in float64, weights drawn after
     ``mc.manual_seed(seed)`` (so the plain and residual stacks share them): ``init`` 'he'
     (kaiming normal, fan_in, the activation's gain: F keeps the scale of its input), 'xavier'
@@ -402,16 +402,21 @@ def residual_stack(depth, channels=4, residual=True, activation="relu", init="he
             elif init == "normal":
                 nn.init.normal_(m.weight, 0.0, 0.01)
             else:
-                raise ValueError(f"residual_stack: init must be he, xavier or normal, got "
+                raise ValueError(f"block_stack: init must be he, xavier or normal, got "
                                  f"{init!r}")
     return stack.to(np.float64)
+
+
+def _float64_tensor(x):
+    """A float64 copy of ``x`` (Tensor or array) as a Tensor, as gradcheck takes its inputs."""
+    return _float64_copy(x if isinstance(x, Tensor) else Tensor(np.asarray(x, np.float64)))
 
 
 def numerical_jacobian(fn, x, eps=1e-6):
     """d fn(x) / dx by central differences in float64, one input element at a time (the
     element-wise steps of :func:`minicnn.gradcheck`): an array (fn(x).size, x.size) whose column
     j is (fn(x + eps e_j) - fn(x - eps e_j)) / (2 eps)."""
-    x = _float64_copy(x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float64)))
+    x = _float64_tensor(x)
     xp = x.xp
     with no_grad():
         columns = []
@@ -424,8 +429,7 @@ def numerical_jacobian(fn, x, eps=1e-6):
 
 def backward_jacobian(fn, x):
     """The same Jacobian from ``backward``: row k is the gradient of output element k."""
-    x = _float64_copy(x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float64)))
-    x.requires_grad_()
+    x = _float64_tensor(x).requires_grad_()
     rows = []
     for k in range(fn(x).size):
         x.grad = None
@@ -443,20 +447,21 @@ def jacobian_spectra(depths=(1, 2, 4, 8, 16), inits=("he", "normal"), activation
 
     NOTE: a central difference cannot resolve a slope below about (float64 rounding of the
     output) / eps ~ 1e-10 * |output|: singular values under that floor are zeros (ReLU's dead
-    units) or noise. Sigmoid's outputs sit near 0.5, so its deep plain stacks hit the floor at
-    once; ``run_gradflow`` shows ReLU and tanh (sigmoid(x) = (1 + tanh(x / 2)) / 2 behaves like
-    a tanh with a quarter of the slope).
+    units) or noise. Sigmoid's outputs sit near 0.5, a constant part that the next conv carries
+    on, so after a few plain blocks the change an eps step makes drowns in the rounding of that
+    constant; ``run_gradflow`` shows ReLU and tanh (sigmoid(x) = (1 + tanh(x / 2)) / 2 behaves
+    like a tanh with a quarter of the slope).
 
     Returns a list of dicts: ``net``, ``init``, ``activation``, ``depth``, ``singular_values``
-    (largest first),
-    ``max``, ``min``, ``median`` and ``mean_abs_log10`` (the mean |log10 s|: 0 when every
-    singular value is 1, i.e. how far the stack is from preserving every direction).
+    (largest first), ``max``, ``min``, ``median`` and ``mean_abs_log10`` (the mean |log10 s|:
+    0 when every singular value is 1, i.e. how far the stack is from preserving every
+    direction).
     """
     x = np.random.default_rng(seed).standard_normal((1, channels, size, size))
     spectra = []
     for init, activation, net, depth in itertools.product(inits, activations,
                                                           ("plain", "residual"), depths):
-        stack = residual_stack(depth, channels, net == "residual", activation, init, seed)
+        stack = block_stack(depth, channels, net == "residual", activation, init, seed)
         s = np.linalg.svd(numerical_jacobian(stack, x, eps), compute_uv=False)
         positive = s[s > 0]
         spectra.append({"net": net, "init": init, "activation": activation, "depth": depth,

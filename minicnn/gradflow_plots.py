@@ -90,10 +90,12 @@ def plot_grad_norms(runs, path=None, fields=("weight_grad_norm", "output_grad_no
                 label = f"{'plain' if net == 'plain' else 'ResNet'}-{run['depth']}"
                 if summary_key:
                     s = run[summary_key]
-                    spread = "-" if s["spread"] is None else f"{s['spread']:.1f}"
-                    label += f": spread {spread} decades"
-                    if s["any_zero"]:
-                        label += f", {s['zero_layers']} exactly 0"
+                    if s["spread"] is None:
+                        label += ": every layer exactly 0"
+                    else:
+                        label += f": spread {s['spread']:.1f} decades"
+                        if s["any_zero"]:
+                            label += f", {s['zero_layers']} exactly 0"
                 ax.plot(x, values, "-", color=f"C{i}", linewidth=1.2, label=label,
                         marker="." if len(x) <= 30 else None, markersize=3)
                 if zeros.any():

@@ -197,7 +197,7 @@ def _input(shape, seed=0):
 
 
 def test_jacobian_of_a_residual_block_is_identity_plus_jacobian_of_its_branch():
-    block = gradflow.residual_stack(1, channels=2, init="he")[0]
+    block = gradflow.block_stack(1, channels=2, init="he")[0]
     x = _input((1, 2, 3, 3))
     J = gradflow.numerical_jacobian(block, x)
     J_F = gradflow.numerical_jacobian(block.branch, x)
