@@ -51,6 +51,7 @@ from minicnn.nn import functional as F
 __all__ = ["GradFlowRecorder", "record", "summarize", "build_twins", "sweep", "run_gradflow",
            "StackBlock", "block_stack", "numerical_jacobian", "backward_jacobian",
            "jacobian_spectra", "degradation", "fixed_batch", "save_json", "save_csv",
+           "snapshot_rows",
            "register", "INITS", "ACTIVATIONS", "LAYER_FIELDS"]
 
 #: the ``--init`` names of the command line -> the ``init=`` of ``mc.models.cifar_resnet``
@@ -193,6 +194,13 @@ class GradFlowRecorder:
         """The measured steps so far, each as columns (see the class docstring)."""
         return [_columns(step, loss, rows)
                 for step, loss, rows in zip(self._steps, self._losses, self._rows)]
+
+    def save(self, path):
+        """Write the snapshots to ``path`` (atomically): a ``.csv`` path gets a row per layer
+        per snapshot (see :func:`snapshot_rows`), any other a JSON list of the snapshots."""
+        if pathlib.Path(path).suffix.lower() == ".csv":
+            return save_csv([row for s in self.snapshots for row in snapshot_rows(s)], path)
+        return save_json(self.snapshots, path)
 
 
 def _columns(step, loss, rows):

@@ -83,6 +83,24 @@ def test_recorder_takes_the_response_after_batch_norm_and_the_conv_output_gradie
                                                         rel=1e-5)
 
 
+def test_recorder_saves_json_and_csv(tmp_path):
+    mc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    recorder = gradflow.GradFlowRecorder(model)
+    with recorder:
+        for _ in range(2):
+            F.cross_entropy(model(mc.Tensor(np.ones((2, 3), np.float32))),
+                            mc.Tensor(np.array([0, 1]))).backward()
+    recorder.save(tmp_path / "flow.json")
+    recorder.save(tmp_path / "flow.csv")
+    assert json.loads((tmp_path / "flow.json").read_text()) == recorder.snapshots
+    lines = (tmp_path / "flow.csv").read_text().splitlines()
+    assert lines[0].split(",")[:4] == ["step", "index", "name", "type"]
+    assert len(lines) == 1 + 2 * 2  # 2 snapshots x 2 layers
+    assert float(lines[-1].split(",")[5]) == pytest.approx(
+        recorder.snapshots[-1]["weight_grad_norm"][-1])
+
+
 def test_recorder_every_k_steps_during_training_and_detach():
     mc.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
