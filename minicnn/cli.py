@@ -5,6 +5,7 @@
     minicnn summary       a model's layers, output shapes, parameters, multiply-adds, im2col bytes
     minicnn gradcheck     check every gradient of a model numerically (float64 central differences)
     minicnn bench         a model's training-step throughput and where the time goes, op by op
+    minicnn gradflow      per-layer gradient norms of plain vs residual nets, degradation curves
     minicnn info          version, backend, device, BLAS and numba status
 """
 import argparse
@@ -334,6 +335,9 @@ def build_parser():
             command.add_argument("--steps", type=int, default=5)
             command.add_argument("--top", type=int, default=12, help="rows of the op table")
         command.set_defaults(func=func)
+
+    from minicnn import gradflow
+    gradflow.register(sub)
 
     train = sub.add_parser("train", help="train a model on a data set")
     classifiers = sorted(name for name in MODELS if name != "unet")

@@ -109,3 +109,12 @@ def test_bench_command_refuses_a_segmentation_net(capsys):
     assert cli.main(["bench", "unet", "--input", "1", "188", "188", "--batch-size", "1",
                      "--steps", "1"]) == 2
     assert "only classifiers" in capsys.readouterr().err
+
+
+def test_gradflow_command_is_wired_and_writes_data_and_pictures(tmp_path, capsys):
+    out = tmp_path / "gf"
+    assert cli.main(["gradflow", "--depths", "8", "--no-jacobian", "--batch-size", "4",
+                     "--out", str(out)]) == 0
+    assert "plain-8" in capsys.readouterr().out
+    assert (out / "sweep.json").exists() and (out / "sweep_summary.csv").exists()
+    assert list(out.glob("*.png"))
