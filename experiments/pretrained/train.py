@@ -1,4 +1,4 @@
-"""Train the weights that ship inside minicnn (``minicnn/models/weights/``) and write their manifest.
+"""Train the weights that ship inside minicnn (``minicnn/models/weights/``), write the manifest.
 
     MINICNN_NUM_THREADS=1 nice -n 5 .venv/bin/python experiments/pretrained/train.py
 
