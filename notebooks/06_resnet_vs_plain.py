@@ -210,6 +210,12 @@ display(plot_grad_norms(runs, title="BN, ReLU, He init: one batch at initialisat
 # 4.8, 120 and 8,000 times the median layer's gradient (the residual twins: 3.6, 7.6, 14). With
 # batch norm, the backward pass through a deep plain stack amplifies.
 #
+# The bottom row is the measure of the paper's Fig. 7, the standard deviation of each layer's
+# response after its batch norm. Here it is flat at 1 by construction: at initialisation, in
+# training mode, batch norm normalises every response with the batch's own statistics. (The
+# paper measures trained nets, whose BN scales have moved, and finds smaller responses in the
+# ResNets; we did not repeat that measurement.)
+#
 # The same gradients as the bar chart known from the PyTorch forums (mean and max $|\partial L
 # / \partial W|$ per layer, log axis), deepest plain net against its residual twin:
 
