@@ -12,7 +12,7 @@ textures, parts) that help on a new task with few labels. Either
 The tools, on any model of the zoo (``mc.models``)::
 
     from minicnn import transfer
-    model = mc.models.resnet20(in_channels=1, pretrained=True)
+    model = mc.models.cifar_resnet(8, in_channels=1, pretrained=True)   # ResNet-8
     transfer.replace_head(model, num_classes=5)      # a fresh Linear where fc was
     transfer.freeze(model)                           # everything ...
     transfer.unfreeze(model, "layer3", "head")       # ... but the deepest stage and the head

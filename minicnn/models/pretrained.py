@@ -3,7 +3,7 @@ package, loaded offline.
 
     model = mc.models.lenet5(pretrained=True)                  # 28x28 grey images, 10 classes
     model = mc.models.vgg_small(pretrained=True)
-    model = mc.models.resnet20(in_channels=1, pretrained=True)
+    model = mc.models.cifar_resnet(8, in_channels=1, pretrained=True)   # ResNet-8
     print(mc.models.pretrained.describe())                     # accuracy, size, checksum, command
 
 The files live in ``minicnn/models/weights/``: one ``.npz`` per model (``np.load`` opens it) and
@@ -43,7 +43,7 @@ def manifest():
 
 
 def available():
-    """The names of the shipped models (``lenet5``, ``vgg_small``, ``resnet20``)."""
+    """The names of the shipped models (``lenet5``, ``resnet8``, ``vgg_small``)."""
     return sorted(manifest()["models"])
 
 
