@@ -20,11 +20,12 @@ from minicnn.training import TrainingDiverged, evaluate, fit  # noqa: E402
 from minicnn.summary import summary  # noqa: E402  (the function; the module stays importable)
 from minicnn.profiler import profile  # noqa: E402
 from minicnn.plots import plot_history  # noqa: E402
-from minicnn import gradflow  # noqa: E402
+from minicnn import gradflow, transfer, weights  # noqa: E402
 
 __all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad",
            "is_grad_enabled", "gradcheck", "gradcheck_model", "GradcheckError", "profile", "cat",
            "stack", "split", "manual_seed", "cuda", "backend", "nn", "optim", "data", "models",
            "fit", "evaluate", "TrainingDiverged", "save_checkpoint", "load_checkpoint",
            "save_weights", "load_weights", "CheckpointError", "summary", "plot_history", "gradflow",
+           "transfer", "weights",
            "__version__"]

@@ -6,6 +6,8 @@
     minicnn gradcheck     check every gradient of a model numerically (float64 central differences)
     minicnn bench         a model's training-step throughput and where the time goes, op by op
     minicnn gradflow      per-layer gradient norms of plain vs residual nets, degradation curves
+    minicnn finetune      transfer learning: pre-train on five Fashion-MNIST classes, learn the
+                          other five from few labels (scratch, frozen features, fine-tuning)
     minicnn info          version, backend, device, BLAS and numba status
 """
 import argparse
@@ -336,8 +338,9 @@ def build_parser():
             command.add_argument("--top", type=int, default=12, help="rows of the op table")
         command.set_defaults(func=func)
 
-    from minicnn import gradflow
+    from minicnn import gradflow, transfer
     gradflow.register(sub)
+    transfer.register(sub)
 
     train = sub.add_parser("train", help="train a model on a data set")
     classifiers = sorted(name for name in MODELS if name != "unet")

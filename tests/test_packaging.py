@@ -44,6 +44,12 @@ def test_wheel_contains_kernels_and_all_packages(wheel):
             assert f"minicnn/kernels/{source.name}" in names, source.name
     for package in _listed_packages():
         assert package.replace(".", "/") + "/__init__.py" in names, package
+    # data files: the bundled Fashion-MNIST subset and the shipped pre-trained weights
+    for folder in (ROOT / "minicnn" / "data" / "bundled", ROOT / "minicnn" / "models" / "weights"):
+        for data_file in folder.glob("*"):
+            if data_file.suffix in (".npz", ".json", ".txt", ".md"):
+                relative = data_file.relative_to(ROOT).as_posix()
+                assert relative in names, relative
 
 
 def test_installed_wheel_finds_its_kernels(wheel, tmp_path):

@@ -17,6 +17,7 @@ from minicnn.models.resnet_cifar import (CifarResNet, cifar_resnet, resnet20, re
                                          resnet56, resnet110)
 from minicnn.models.unet import UNet, unet, unet_output_size
 from minicnn.models.vgg import vgg11, vgg13, vgg16, vgg19, vgg_grow, vgg_small
+from minicnn.models import pretrained  # noqa: E402  (mc.models.pretrained.describe())
 
 #: every factory by name: (factory, the input shape (C, H, W) it is meant for)
 MODELS = {
