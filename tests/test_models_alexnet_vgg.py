@@ -17,6 +17,7 @@ from minicnn.models.alexnet import (PAPER_CFG, AlexNet, _paper_init, alexnet, al
                                     alexnet_small)
 from minicnn.models.vgg import (CFGS, VGG, make_layers, vgg11, vgg13, vgg16, vgg19, vgg_grow,
                                 vgg_small)
+from torch_twins import torch_alexnet, torch_vgg, VGG_CFG_NAMES  # noqa: E402  (tests/torch_twins.py)
 
 VGG_COUNTS = {
     (vgg11, False): 132_863_336, (vgg13, False): 133_047_848,
@@ -25,7 +26,6 @@ VGG_COUNTS = {
     (vgg16, True): 138_365_992, (vgg19, True): 143_678_248,
 }
 VGG_FACTORIES = {11: vgg11, 13: vgg13, 16: vgg16, 19: vgg19}
-VGG_CFG_NAMES = {11: "A", 13: "B", 16: "D", 19: "E"}
 
 
 @pytest.fixture
@@ -52,75 +52,6 @@ def randn(*shape, seed=0):
 
 
 # ---- the PyTorch references, built with torch.nn in torchvision's module structure ----------
-
-def torch_alexnet(torch, paper=False, num_classes=1000):
-    tnn = torch.nn
-
-    class TorchAlexNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            if paper:   # two towers: groups=2 on conv2, conv4, conv5; LRN in PyTorch's alpha/n
-                lrn = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
-                self.features = tnn.Sequential(
-                    tnn.Conv2d(3, 96, 11, 4, 2), tnn.ReLU(), tnn.LocalResponseNorm(**lrn),
-                    tnn.MaxPool2d(3, 2),
-                    tnn.Conv2d(96, 256, 5, padding=2, groups=2), tnn.ReLU(),
-                    tnn.LocalResponseNorm(**lrn), tnn.MaxPool2d(3, 2),
-                    tnn.Conv2d(256, 384, 3, padding=1), tnn.ReLU(),
-                    tnn.Conv2d(384, 384, 3, padding=1, groups=2), tnn.ReLU(),
-                    tnn.Conv2d(384, 256, 3, padding=1, groups=2), tnn.ReLU(),
-                    tnn.MaxPool2d(3, 2))
-                self.classifier = tnn.Sequential(
-                    tnn.Linear(9216, 4096), tnn.ReLU(), tnn.Dropout(),
-                    tnn.Linear(4096, 4096), tnn.ReLU(), tnn.Dropout(),
-                    tnn.Linear(4096, num_classes))
-            else:       # torchvision.models.alexnet
-                self.features = tnn.Sequential(
-                    tnn.Conv2d(3, 64, 11, 4, 2), tnn.ReLU(), tnn.MaxPool2d(3, 2),
-                    tnn.Conv2d(64, 192, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(3, 2),
-                    tnn.Conv2d(192, 384, 3, padding=1), tnn.ReLU(),
-                    tnn.Conv2d(384, 256, 3, padding=1), tnn.ReLU(),
-                    tnn.Conv2d(256, 256, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(3, 2))
-                self.classifier = tnn.Sequential(
-                    tnn.Dropout(), tnn.Linear(9216, 4096), tnn.ReLU(),
-                    tnn.Dropout(), tnn.Linear(4096, 4096), tnn.ReLU(),
-                    tnn.Linear(4096, num_classes))
-            self.avgpool = tnn.AdaptiveAvgPool2d((6, 6))
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
-
-    return TorchAlexNet()
-
-
-def torch_vgg(torch, depth, batch_norm, num_classes=1000):
-    """torchvision.models.vgg: make_layers(cfgs[...]) + VGG's avgpool and classifier."""
-    tnn = torch.nn
-    layers, in_channels = [], 3
-    for v in CFGS[VGG_CFG_NAMES[depth]]:
-        if v == "M":
-            layers.append(tnn.MaxPool2d(2, 2))
-        else:
-            layers.append(tnn.Conv2d(in_channels, v, 3, padding=1))
-            layers += [tnn.BatchNorm2d(v)] if batch_norm else []
-            layers.append(tnn.ReLU(inplace=True))
-            in_channels = v
-
-    class TorchVGG(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = tnn.Sequential(*layers)
-            self.avgpool = tnn.AdaptiveAvgPool2d((7, 7))
-            self.classifier = tnn.Sequential(
-                tnn.Linear(512 * 7 * 7, 4096), tnn.ReLU(True), tnn.Dropout(),
-                tnn.Linear(4096, 4096), tnn.ReLU(True), tnn.Dropout(),
-                tnn.Linear(4096, num_classes))
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
-
-    return TorchVGG()
-
 
 def load_from_torch(model, torch_model):
     model.load_state_dict({k: v.detach().numpy() for k, v in torch_model.state_dict().items()})

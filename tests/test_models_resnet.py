@@ -14,6 +14,7 @@ from minicnn.models.resnet import (BasicBlock, Bottleneck, resnet18, resnet34, r
                                    resnet101, resnet152)
 from minicnn.models.resnet_cifar import (CifarBasicBlock, ZeroPadShortcut, cifar_resnet,
                                          resnet20, resnet32, resnet44, resnet56, resnet110)
+from torch_twins import torch_resnet, torch_cifar_resnet  # noqa: E402  (tests/torch_twins.py)
 
 
 def count(model):
@@ -25,128 +26,6 @@ def tensor(rng, *shape):
 
 
 # ---- torch references: torchvision's module structure, written out with torch.nn ------------
-
-def torch_resnet(block_name, layers, num_classes=1000, in_channels=3):
-    """torchvision.models.resnet.ResNet's structure (v1.5), without torchvision."""
-    torch = pytest.importorskip("torch")
-    tnn = torch.nn
-
-    class TBasic(tnn.Module):
-        expansion = 1
-
-        def __init__(self, inplanes, planes, stride=1, downsample=None):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(planes)
-            self.relu = tnn.ReLU()
-            self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(planes)
-            self.downsample = downsample
-
-        def forward(self, x):
-            out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-            return self.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    class TBottleneck(tnn.Module):
-        expansion = 4
-
-        def __init__(self, inplanes, planes, stride=1, downsample=None):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(inplanes, planes, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(planes)
-            self.conv2 = tnn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(planes)
-            self.conv3 = tnn.Conv2d(planes, planes * 4, 1, bias=False)
-            self.bn3 = tnn.BatchNorm2d(planes * 4)
-            self.relu = tnn.ReLU()
-            self.downsample = downsample
-
-        def forward(self, x):
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.relu(self.bn2(self.conv2(out)))
-            out = self.bn3(self.conv3(out))
-            return self.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    block = {"basic": TBasic, "bottleneck": TBottleneck}[block_name]
-
-    class TResNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inplanes = 64
-            self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-            self.bn1 = tnn.BatchNorm2d(64)
-            self.relu = tnn.ReLU()
-            self.maxpool = tnn.MaxPool2d(3, 2, 1)
-            self.layer1 = self._make_layer(64, layers[0])
-            self.layer2 = self._make_layer(128, layers[1], 2)
-            self.layer3 = self._make_layer(256, layers[2], 2)
-            self.layer4 = self._make_layer(512, layers[3], 2)
-            self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
-            self.fc = tnn.Linear(512 * block.expansion, num_classes)
-
-        def _make_layer(self, planes, blocks, stride=1):
-            downsample = None
-            if stride != 1 or self.inplanes != planes * block.expansion:
-                downsample = tnn.Sequential(
-                    tnn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                    tnn.BatchNorm2d(planes * block.expansion))
-            out = [block(self.inplanes, planes, stride, downsample)]
-            self.inplanes = planes * block.expansion
-            out += [block(self.inplanes, planes) for _ in range(1, blocks)]
-            return tnn.Sequential(*out)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    return TResNet()
-
-
-def torch_cifar_resnet(depth, num_classes=10, in_channels=3, plain=False):
-    """The paper's CIFAR ResNet with option A shortcuts (new channels appended as zeros)."""
-    torch = pytest.importorskip("torch")
-    tnn, tF = torch.nn, torch.nn.functional
-
-    class TBlock(tnn.Module):
-        def __init__(self, inplanes, planes, stride):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(planes)
-            self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(planes)
-            self.stride, self.extra = stride, planes - inplanes
-
-        def forward(self, x):
-            out = self.bn2(self.conv2(tF.relu(self.bn1(self.conv1(x)))))
-            if not plain:
-                out = out + tF.pad(x[:, :, ::self.stride, ::self.stride],
-                                   (0, 0, 0, 0, 0, self.extra))
-            return tF.relu(out)
-
-    class TNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            n = (depth - 2) // 6
-            self.conv1 = tnn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(16)
-            stages, inplanes = [], 16
-            for planes, stride in ((16, 1), (32, 2), (64, 2)):
-                blocks = []
-                for i in range(n):
-                    blocks.append(TBlock(inplanes, planes, stride if i == 0 else 1))
-                    inplanes = planes
-                stages.append(tnn.Sequential(*blocks))
-            self.layer1, self.layer2, self.layer3 = stages
-            self.fc = tnn.Linear(64, num_classes)
-
-        def forward(self, x):
-            x = tF.relu(self.bn1(self.conv1(x)))
-            x = self.layer3(self.layer2(self.layer1(x)))
-            return self.fc(x.mean((2, 3)))
-
-    return TNet()
-
 
 def load_from_torch(model, tmodel):
     """Copy torch's state_dict into ``model`` by name (strict: every key must match)."""

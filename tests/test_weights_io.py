@@ -7,7 +7,6 @@ itself is not needed): if minicnn's keys, key order, layer semantics or a weight
 from torchvision's, the load or the output comparison would fail.
 """
 import os
-from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -16,229 +15,19 @@ import minicnn as mc
 from minicnn import weights
 from minicnn.checkpoint import CheckpointError
 from minicnn.nn import StateDictError
+from torch_twins import (torch_alexnet, torch_densenet, torch_googlenet,  # noqa: E402
+                         torch_resnet, torch_vgg)
 
 
-# ---- torch twins with torchvision's names --------------------------------------------------------
+# ---- torch twins with torchvision's names (tests/torch_twins.py) ----------------------------
 
-def _torch_resnet18(tnn, num_classes):
-    class BasicBlock(tnn.Module):
-        def __init__(self, inplanes, planes, stride=1):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(planes)
-            self.relu = tnn.ReLU()
-            self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(planes)
-            self.downsample = None
-            if stride != 1 or inplanes != planes:
-                self.downsample = tnn.Sequential(
-                    tnn.Conv2d(inplanes, planes, 1, stride, bias=False), tnn.BatchNorm2d(planes))
-
-        def forward(self, x):
-            out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.relu(out + identity)
-
-    class ResNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = tnn.BatchNorm2d(64)
-            self.relu = tnn.ReLU()
-            self.maxpool = tnn.MaxPool2d(3, 2, 1)
-            widths, inplanes = (64, 128, 256, 512), 64
-            for i, planes in enumerate(widths):
-                stride = 1 if i == 0 else 2
-                setattr(self, f"layer{i + 1}", tnn.Sequential(
-                    BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes)))
-                inplanes = planes
-            self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
-            self.fc = tnn.Linear(512, num_classes)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(self.avgpool(x).flatten(1))
-
-    return ResNet()
-
-
-def _torch_vgg16(tnn, num_classes):
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-           512, 512, 512, "M"]
-    layers, c = [], 3
-    for v in cfg:
-        if v == "M":
-            layers.append(tnn.MaxPool2d(2, 2))
-        else:
-            layers += [tnn.Conv2d(c, v, 3, padding=1), tnn.ReLU(inplace=True)]
-            c = v
-
-    class VGG(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = tnn.Sequential(*layers)
-            self.avgpool = tnn.AdaptiveAvgPool2d((7, 7))
-            self.classifier = tnn.Sequential(
-                tnn.Linear(512 * 7 * 7, 4096), tnn.ReLU(True), tnn.Dropout(),
-                tnn.Linear(4096, 4096), tnn.ReLU(True), tnn.Dropout(),
-                tnn.Linear(4096, num_classes))
-
-        def forward(self, x):
-            return self.classifier(self.avgpool(self.features(x)).flatten(1))
-
-    return VGG()
-
-
-def _torch_alexnet(tnn, num_classes):
-    class AlexNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = tnn.Sequential(
-                tnn.Conv2d(3, 64, 11, 4, 2), tnn.ReLU(True), tnn.MaxPool2d(3, 2),
-                tnn.Conv2d(64, 192, 5, padding=2), tnn.ReLU(True), tnn.MaxPool2d(3, 2),
-                tnn.Conv2d(192, 384, 3, padding=1), tnn.ReLU(True),
-                tnn.Conv2d(384, 256, 3, padding=1), tnn.ReLU(True),
-                tnn.Conv2d(256, 256, 3, padding=1), tnn.ReLU(True), tnn.MaxPool2d(3, 2))
-            self.avgpool = tnn.AdaptiveAvgPool2d((6, 6))
-            self.classifier = tnn.Sequential(
-                tnn.Dropout(), tnn.Linear(256 * 6 * 6, 4096), tnn.ReLU(True),
-                tnn.Dropout(), tnn.Linear(4096, 4096), tnn.ReLU(True),
-                tnn.Linear(4096, num_classes))
-
-        def forward(self, x):
-            return self.classifier(self.avgpool(self.features(x)).flatten(1))
-
-    return AlexNet()
-
-
-def _torch_densenet121(tnn, num_classes):
-    import torch
-
-    class DenseLayer(tnn.Module):
-        def __init__(self, c_in, growth=32, bn_size=4):
-            super().__init__()
-            self.norm1 = tnn.BatchNorm2d(c_in)
-            self.relu1 = tnn.ReLU()
-            self.conv1 = tnn.Conv2d(c_in, bn_size * growth, 1, bias=False)
-            self.norm2 = tnn.BatchNorm2d(bn_size * growth)
-            self.relu2 = tnn.ReLU()
-            self.conv2 = tnn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)
-
-        def forward(self, features):
-            x = torch.cat(features, 1)
-            x = self.conv1(self.relu1(self.norm1(x)))
-            return self.conv2(self.relu2(self.norm2(x)))
-
-    class DenseBlock(tnn.ModuleDict):
-        def __init__(self, n, c_in):
-            super().__init__()
-            for i in range(n):
-                self.add_module(f"denselayer{i + 1}", DenseLayer(c_in + 32 * i))
-
-        def forward(self, x):
-            features = [x]
-            for layer in self.values():
-                features.append(layer(features))
-            return torch.cat(features, 1)
-
-    class DenseNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            modules = OrderedDict([
-                ("conv0", tnn.Conv2d(3, 64, 7, 2, 3, bias=False)),
-                ("norm0", tnn.BatchNorm2d(64)), ("relu0", tnn.ReLU()),
-                ("pool0", tnn.MaxPool2d(3, 2, 1))])
-            c = 64
-            for i, n in enumerate((6, 12, 24, 16)):
-                modules[f"denseblock{i + 1}"] = DenseBlock(n, c)
-                c += 32 * n
-                if i != 3:
-                    modules[f"transition{i + 1}"] = tnn.Sequential(OrderedDict([
-                        ("norm", tnn.BatchNorm2d(c)), ("relu", tnn.ReLU()),
-                        ("conv", tnn.Conv2d(c, c // 2, 1, bias=False)),
-                        ("pool", tnn.AvgPool2d(2, 2))]))
-                    c //= 2
-            modules["norm5"] = tnn.BatchNorm2d(c)
-            self.features = tnn.Sequential(modules)
-            self.classifier = tnn.Linear(c, num_classes)
-
-        def forward(self, x):
-            out = torch.relu(self.features(x))
-            return self.classifier(torch.flatten(tnn.functional.adaptive_avg_pool2d(out, 1), 1))
-
-    return DenseNet()
-
-
-def _torch_googlenet(tnn, num_classes):
-    import torch
-
-    class BasicConv2d(tnn.Module):
-        def __init__(self, c_in, c_out, **kw):
-            super().__init__()
-            self.conv = tnn.Conv2d(c_in, c_out, bias=False, **kw)
-            self.bn = tnn.BatchNorm2d(c_out, eps=0.001)
-
-        def forward(self, x):
-            return torch.relu(self.bn(self.conv(x)))
-
-    class Inception(tnn.Module):
-        def __init__(self, c_in, ch1, ch3r, ch3, ch5r, ch5, pool_proj):
-            super().__init__()
-            self.branch1 = BasicConv2d(c_in, ch1, kernel_size=1)
-            self.branch2 = tnn.Sequential(BasicConv2d(c_in, ch3r, kernel_size=1),
-                                          BasicConv2d(ch3r, ch3, kernel_size=3, padding=1))
-            # torchvision's "5x5" branch has a 3x3 kernel
-            self.branch3 = tnn.Sequential(BasicConv2d(c_in, ch5r, kernel_size=1),
-                                          BasicConv2d(ch5r, ch5, kernel_size=3, padding=1))
-            self.branch4 = tnn.Sequential(tnn.MaxPool2d(3, 1, 1, ceil_mode=True),
-                                          BasicConv2d(c_in, pool_proj, kernel_size=1))
-
-        def forward(self, x):
-            return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x),
-                              self.branch4(x)], 1)
-
-    from minicnn.models.googlenet import INCEPTION_V1_CONFIG
-
-    class GoogLeNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
-            self.maxpool1 = tnn.MaxPool2d(3, 2, ceil_mode=True)
-            self.conv2 = BasicConv2d(64, 64, kernel_size=1)
-            self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
-            self.maxpool2 = tnn.MaxPool2d(3, 2, ceil_mode=True)
-            c = 192
-            for name, *w in INCEPTION_V1_CONFIG:
-                setattr(self, name, Inception(c, *w))
-                c = w[0] + w[2] + w[4] + w[5]
-                if name == "inception3b":
-                    self.maxpool3 = tnn.MaxPool2d(3, 2, ceil_mode=True)
-                elif name == "inception4e":
-                    self.maxpool4 = tnn.MaxPool2d(2, 2, ceil_mode=True)
-            self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
-            self.dropout = tnn.Dropout(0.2)
-            self.fc = tnn.Linear(1024, num_classes)
-
-        def forward(self, x):
-            x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
-            x = self.maxpool3(self.inception3b(self.inception3a(x)))
-            for name in ("inception4a", "inception4b", "inception4c", "inception4d",
-                         "inception4e"):
-                x = getattr(self, name)(x)
-            x = self.inception5b(self.inception5a(self.maxpool4(x)))
-            return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-
-    return GoogLeNet()
-
-
-# name -> (torch builder, input size: as small as the architecture allows, to stay fast)
+# name -> (torch builder (torch, num_classes), input size: as small as the architecture allows)
 TWINS = {
-    "resnet18": (_torch_resnet18, 64),
-    "vgg16": (_torch_vgg16, 32),
-    "alexnet": (_torch_alexnet, 64),
-    "densenet121": (_torch_densenet121, 64),
-    "googlenet": (_torch_googlenet, 64),
+    "resnet18": (lambda torch, k: torch_resnet("basic", [2, 2, 2, 2], num_classes=k), 64),
+    "vgg16": (lambda torch, k: torch_vgg(torch, 16, batch_norm=False, num_classes=k), 32),
+    "alexnet": (lambda torch, k: torch_alexnet(torch, num_classes=k), 64),
+    "densenet121": (lambda torch, k: torch_densenet(torch, num_classes=k), 64),
+    "googlenet": (lambda torch, k: torch_googlenet(torch, num_classes=k, aux_logits=False), 64),
 }
 
 
@@ -269,7 +58,7 @@ def test_torchvision_keyed_state_dict_gives_torchs_outputs(name, tmp_path):
     builder, size = TWINS[name]
     num_classes = 10
     torch.manual_seed(0)
-    twin = builder(torch.nn, num_classes)
+    twin = builder(torch, num_classes)
     _randomise(torch, twin)
     twin.eval()
     path = tmp_path / f"{name}.pth"
