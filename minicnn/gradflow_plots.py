@@ -176,6 +176,8 @@ def plot_degradation(result, path=None, title=None):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, 3, not 1.5
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
+            if row == 1:  # a deep net's first-epoch loss can be 1000x the others': log scale
+                ax.set_yscale("log")
             ax.set_title(f"{kind} nets")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
