@@ -35,3 +35,11 @@ def test_readme_python_example_runs():
     namespace = {}
     exec(compile(blocks[0], "README.md example", "exec"), namespace)
     assert namespace["loss"].item() < 1.0  # it learned: chance level is log(3) = 1.0986
+
+
+def test_readme_links_every_notebook():
+    text = (ROOT / "README.md").read_text()
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) == 10  # one per section of the lecture, 00 to 09
+    for notebook in notebooks:
+        assert f"](notebooks/{notebook.name})" in text, notebook.name
