@@ -193,12 +193,33 @@ def _col2im_nhwc(cols, KH, KW, sH, sW, pH, pW, OH, OW, gx):
     return gx
 
 
-def im2col_numba(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
-    """numba twin of :func:`im2col_reference` (NumPy arrays); ``out`` may be a reused buffer."""
+def _im2col_output(xp, x, kernel_size, stride, padding, out):
+    """``(OH, OW, out)`` for the twins of im2col: the output size, and the column matrix to
+    write (``out`` checked, or a new one)."""
     N, H, W, C, OH, OW = _sizes(x.shape, kernel_size, stride, padding)
     shape = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
-    out = np.empty(shape, dtype=x.dtype) if out is None else _check_out(out, shape, x.dtype,
+    out = xp.empty(shape, dtype=x.dtype) if out is None else _check_out(out, shape, x.dtype,
                                                                         "im2col")
+    return OH, OW, out
+
+
+def _col2im_output(xp, cols, image_shape, kernel_size, stride, padding, out):
+    """``(OH, OW, out)`` for the twins of col2im, after checking that ``cols`` belongs to an
+    image of ``image_shape``."""
+    image_shape = tuple(image_shape)
+    N, H, W, C, OH, OW = _sizes(image_shape, kernel_size, stride, padding)
+    expected = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
+    if cols.shape != expected:
+        raise ValueError(f"col2im: columns of shape {cols.shape} do not belong to an image of "
+                         f"shape {image_shape} (expected {expected})")
+    out = xp.empty(image_shape, dtype=cols.dtype) if out is None else \
+        _check_out(out, image_shape, cols.dtype, "col2im")
+    return OH, OW, out
+
+
+def im2col_numba(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """numba twin of :func:`im2col_reference` (NumPy arrays); ``out`` may be a reused buffer."""
+    OH, OW, out = _im2col_output(np, x, kernel_size, stride, padding, out)
     _im2col_nhwc(np.ascontiguousarray(x), kernel_size[0], kernel_size[1], stride[0], stride[1],
                  padding[0], padding[1], OH, OW, out)
     return out
@@ -206,14 +227,7 @@ def im2col_numba(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
 
 def col2im_numba(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
     """numba twin of :func:`col2im_reference` (NumPy arrays); ``out`` may be a reused buffer."""
-    image_shape = tuple(image_shape)
-    N, H, W, C, OH, OW = _sizes(image_shape, kernel_size, stride, padding)
-    expected = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
-    if cols.shape != expected:
-        raise ValueError(f"col2im: columns of shape {cols.shape} do not belong to an image of "
-                         f"shape {image_shape} (expected {expected})")
-    out = np.empty(image_shape, dtype=cols.dtype) if out is None else \
-        _check_out(out, image_shape, cols.dtype, "col2im")
+    OH, OW, out = _col2im_output(np, cols, image_shape, kernel_size, stride, padding, out)
     _col2im_nhwc(np.ascontiguousarray(cols), kernel_size[0], kernel_size[1], stride[0],
                  stride[1], padding[0], padding[1], OH, OW, out)
     return out
@@ -227,10 +241,7 @@ def im2col_cuda(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
     """CUDA twin of :func:`im2col_reference` (CuPy arrays, float32/float64): kernel
     ``im2col_nhwc``, one thread per element of the column matrix."""
     xp = backend.get_array_module(x)
-    N, H, W, C, OH, OW = _sizes(x.shape, kernel_size, stride, padding)
-    shape = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
-    out = xp.empty(shape, dtype=x.dtype) if out is None else _check_out(out, shape, x.dtype,
-                                                                        "im2col")
+    OH, OW, out = _im2col_output(xp, x, kernel_size, stride, padding, out)
     cuda_kernels.im2col(xp.ascontiguousarray(x), kernel_size, stride, padding, (OH, OW), out)
     return out
 
@@ -239,14 +250,7 @@ def col2im_cuda(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), o
     """CUDA twin of :func:`col2im_reference` (CuPy arrays, float32/float64): kernel
     ``col2im_nhwc``, one thread per image element gathering its column entries."""
     xp = backend.get_array_module(cols)
-    image_shape = tuple(image_shape)
-    N, H, W, C, OH, OW = _sizes(image_shape, kernel_size, stride, padding)
-    expected = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
-    if cols.shape != expected:
-        raise ValueError(f"col2im: columns of shape {cols.shape} do not belong to an image of "
-                         f"shape {image_shape} (expected {expected})")
-    out = xp.empty(image_shape, dtype=cols.dtype) if out is None else \
-        _check_out(out, image_shape, cols.dtype, "col2im")
+    OH, OW, out = _col2im_output(xp, cols, image_shape, kernel_size, stride, padding, out)
     cuda_kernels.col2im(xp.ascontiguousarray(cols), kernel_size, stride, padding, (OH, OW), out)
     return out
 
