@@ -17,7 +17,6 @@ any other case (views with gaps, mixed layouts, GPU arrays) takes the reference.
 import numpy as np
 from numba import njit, prange
 
-from minicnn import backend
 
 #: below this many elements the thread start-up costs more than it saves: numba runs serially
 _PARALLEL_MIN = 1 << 14
@@ -81,7 +80,7 @@ def _dense_alike(*arrays):
 
 def relu_forward(x):
     """``max(x, 0)``, the numba twin for dense NumPy arrays (the result has ``x``'s layout)."""
-    if not _dense_alike(x) or backend.get_array_module(x) is not np:
+    if not _dense_alike(x):  # also every non-NumPy (GPU) array
         return relu_forward_reference(x)
     y = np.empty_like(x)  # order 'K': the same strides as x, since x is dense
     kernel = _relu_forward_parallel if x.size >= _PARALLEL_MIN else _relu_forward_serial

@@ -254,8 +254,12 @@ def cmd_bench(args):
     rng = np.random.default_rng(args.seed)
     x = mc.Tensor(rng.standard_normal((args.batch_size, *shape)).astype(np.float32))
     model.train()
-    out = model(x)
-    out = out[0] if isinstance(out, tuple) else out
+
+    def logits():  # GoogLeNet with aux heads returns a tuple, the main logits first
+        out = model(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    out = logits()
     if out.ndim != 2:
         print(f"bench: {args.model} does not output class scores (N, classes): only classifiers "
               "are benchmarked", file=sys.stderr)
@@ -264,9 +268,7 @@ def cmd_bench(args):
     optimizer = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step():
-        out = model(x)
-        out = out[0] if isinstance(out, tuple) else out
-        loss = F.cross_entropy(out, target)
+        loss = F.cross_entropy(logits(), target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
