@@ -335,6 +335,18 @@ def _check_part(path, contents, part, obj, saved_class):
 _OTHER_FORMATS = (".safetensors", ".pth", ".pt", ".bin")   # handled by minicnn.weights
 
 
+def _read_weights_archive(path):
+    """``(state, from_checkpoint)`` of an ``.npz`` written by :func:`save_weights` (or
+    ``np.savez``), or the model part of a full checkpoint (``from_checkpoint`` True)."""
+    arrays, metadata = _read_archive(path, "weights")
+    if metadata is None:
+        return arrays, False
+    state = _unpack(path, arrays, metadata)["model"]
+    if state is None:
+        raise CheckpointError(f"{os.fspath(path)!r} is a checkpoint without model weights")
+    return state, True
+
+
 def save_weights(path, model):
     """Write ``model.state_dict()`` atomically as an ``.npz`` file (``np.load(path)`` reads it:
     one array per key, such as ``features.0.weight``). Returns ``path``. A ``.safetensors`` or
@@ -360,13 +372,7 @@ def load_weights(path, model, strict=True):
         from minicnn.nn.module import IncompatibleKeys
         report = weights.load(model, path, strict=strict)
         return IncompatibleKeys(report.missing, report.unexpected)
-    arrays, metadata = _read_archive(path, "weights")
-    if metadata is not None:  # a full checkpoint: take its model part
-        state = _unpack(path, arrays, metadata)["model"]
-        if state is None:
-            raise CheckpointError(f"{path!r} is a checkpoint without model weights")
-    else:
-        state = arrays
+    state, _ = _read_weights_archive(path)
     try:
         return model.load_state_dict(state, strict=strict)
     except StateDictError as exc:

@@ -40,9 +40,9 @@ from collections import OrderedDict
 import numpy as np
 
 from minicnn import backend
-from minicnn.checkpoint import CheckpointError, _read_archive, _unpack, _write_archive, \
+from minicnn.checkpoint import CheckpointError, _read_weights_archive, _write_archive, \
     atomic_write
-from minicnn.nn.module import StateDictError
+from minicnn.nn.module import StateDictError, _checkpoint_array
 
 __all__ = ["FORMATS", "LoadReport", "read", "save", "load", "compare", "format_of"]
 
@@ -93,14 +93,9 @@ def _read_with_notes(path, format=None):
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights: no file at {path!r}")
     if fmt == "npz":
-        arrays, metadata = _read_archive(path, "weights")
-        if metadata is None:
-            return OrderedDict(arrays), []
-        state = _unpack(path, arrays, metadata)["model"]
-        if state is None:
-            raise CheckpointError(f"{path!r} is a checkpoint without model weights")
-        return OrderedDict(state), ["the file is a full training checkpoint: its model part "
-                                    "was used"]
+        state, from_checkpoint = _read_weights_archive(path)
+        return OrderedDict(state), (["the file is a full training checkpoint: its model part "
+                                     "was used"] if from_checkpoint else [])
     if fmt == "safetensors":
         return _read_safetensors(path)
     return _read_torch(path)
@@ -184,8 +179,7 @@ def _state_of(model_or_state):
     if not hasattr(model_or_state, "items"):
         raise TypeError(f"weights.save: expected a model or a dict name -> array, got "
                         f"{type(model_or_state).__name__}")
-    return OrderedDict((k, backend.to_numpy(v.data if hasattr(v, "data") and
-                                            not isinstance(v, np.ndarray) else v))
+    return OrderedDict((k, backend.to_numpy(_checkpoint_array(v)))
                        for k, v in model_or_state.items())
 
 
