@@ -83,10 +83,39 @@ def name_expression(kernel, dtype):
     return f"{kernel}<{CTYPES[dtype]}>"
 
 
+def instantiations(file=None):
+    """``(kernel, C type, name expression)`` of every instantiation the runtime uses (of the
+    kernels of ``file``, e.g. ``"im2col.cu"``, when given): ``("im2col_nhwc", "float",
+    "im2col_nhwc<float>")``, ... The nvcc check and the host harness build theirs from this."""
+    return [(k, ctype, name_expression(k, dtype)) for k, spec in KERNELS.items()
+            if file in (None, spec.file) for dtype, ctype in CTYPES.items()]
+
+
 def name_expressions(file):
     """Every instantiation the runtime asks ``file`` (e.g. ``"im2col.cu"``) for."""
-    return [name_expression(k, t) for k, spec in KERNELS.items() if spec.file == file
-            for t in CTYPES]
+    return [expression for _, _, expression in instantiations(file)]
+
+
+def element_ctype(ctype, t="T"):
+    """The element type of a pointer argument, with ``T`` replaced by ``t``: ``"const T*"`` ->
+    ``"T"`` (or ``t``), ``"int*"`` -> ``"int"``."""
+    base = ctype.replace("const", "").replace("*", "").strip()
+    return t if base == "T" else base
+
+
+def check_array(kernel, ctype, name, value, dtype, module="cupy"):
+    """Raise unless ``value``, for the pointer argument ``ctype name`` of ``kernel``
+    instantiated for ``dtype``, is a C-contiguous array of ``module`` (``"cupy"``; the host
+    harness: ``"numpy"``) with the pointer's element type: a wrong pointer type would not fail,
+    it would compute garbage."""
+    want = np.dtype(dtype) if element_ctype(ctype) == "T" else np.dtype(np.int32)
+    if type(value).__module__.split(".")[0] != module:
+        kind = {"cupy": "CuPy", "numpy": "NumPy"}[module]
+        raise TypeError(f"{kernel}: argument {name} must be a {kind} array, got "
+                        f"{type(value).__name__}")
+    if value.dtype != want or not value.flags.c_contiguous:
+        raise ValueError(f"{kernel}: argument {name} must be a C-contiguous {want} array, got "
+                         f"{value.dtype}{'' if value.flags.c_contiguous else ' (not contiguous)'}")
 
 
 def source(file):
@@ -175,16 +204,6 @@ def module(file):
                           name_expressions=name_expressions(file))
 
 
-def _check_array(kernel, ctype, name, value, dtype):
-    want = dtype if ctype.rstrip("*").replace("const ", "") == "T" else np.dtype(np.int32)
-    if type(value).__module__.split(".")[0] != "cupy":
-        raise TypeError(f"{kernel}: argument {name} must be a CuPy array, got "
-                        f"{type(value).__name__}")
-    if value.dtype != want or not value.flags.c_contiguous:
-        raise ValueError(f"{kernel}: argument {name} must be a C-contiguous {want} array, got "
-                         f"{value.dtype}{'' if value.flags.c_contiguous else ' (not contiguous)'}")
-
-
 def launch(p):
     """Run the planned launch ``p`` (a :class:`Launch`) on the current GPU: one thread per
     output element, nothing to do for 0 elements. Its arrays must be C-contiguous CuPy arrays of
@@ -194,7 +213,7 @@ def launch(p):
         return p
     for (ctype, name), value in zip(KERNELS[p.kernel].args, p.args):
         if ctype.endswith("*"):
-            _check_array(p.kernel, ctype, name, value, p.dtype)
+            check_array(p.kernel, ctype, name, value, p.dtype)
     function = module(KERNELS[p.kernel].file).get_function(p.name)
     function((p.grid,), (p.block,), p.args)
     return p

@@ -31,7 +31,6 @@ import numpy as np
 
 from minicnn.kernels import KERNEL_DIR, cuda_kernels, cuda_sources
 
-_ELEMENT = {"T": None, "int": np.int32}
 _CPP_SCALAR = {"int": ("int", "std::atoi"), "long long": ("long long", "std::atoll")}
 
 
@@ -41,12 +40,6 @@ def find_compiler():
         if name and shutil.which(name):
             return shutil.which(name)
     return None
-
-
-def _element_ctype(ctype, t):
-    """``"const T*"`` with T=float -> ``"float"`` (the element type of a pointer argument)."""
-    base = ctype.replace("const", "").replace("*", "").strip()
-    return t if base == "T" else base
 
 
 def harness_source():
@@ -98,32 +91,32 @@ static void emulate_launch(unsigned grid, unsigned block, int reverse, F kernel)
 }
 """]
     dispatch = []
-    for kernel, spec in cuda_kernels.KERNELS.items():
-        for t in cuda_kernels.CTYPES.values():
-            fn = f"run_{kernel}_{t}"
-            body, call, saves = [], [], []
-            for k, (ctype, name) in enumerate(spec.args):
-                arg = f"a[{k + 3}]"
-                if ctype.endswith("*"):
-                    element = _element_ctype(ctype, t)
-                    body.append(f"    std::vector<{element}> {name} = load<{element}>({arg});")
-                    call.append(f"{name}.data()")
-                    if not ctype.startswith("const"):
-                        saves.append(f"    save({arg}, {name});")
-                else:
-                    cpp, parse = _CPP_SCALAR[ctype]
-                    body.append(f"    const {cpp} {name} = {parse}({arg});")
-                    call.append(name)
-            out.append(f"static int {fn}(char** a) {{")
-            out.append("    const unsigned grid = static_cast<unsigned>(std::atol(a[0]));")
-            out.append("    const unsigned block = static_cast<unsigned>(std::atol(a[1]));")
-            out.append("    const int reverse = std::atoi(a[2]);")
-            out += body
-            out.append(f"    emulate_launch(grid, block, reverse, [&] {{ {kernel}<{t}>("
-                       f"{', '.join(call)}); }});")
-            out += saves
-            out.append("    return 0;\n}\n")
-            dispatch.append((f"{kernel}<{t}>", fn, len(spec.args) + 3))
+    for kernel, t, expression in cuda_kernels.instantiations():
+        spec = cuda_kernels.KERNELS[kernel]
+        fn = f"run_{kernel}_{t}"
+        body, call, saves = [], [], []
+        for k, (ctype, name) in enumerate(spec.args):
+            arg = f"a[{k + 3}]"
+            if ctype.endswith("*"):
+                element = cuda_kernels.element_ctype(ctype, t)
+                body.append(f"    std::vector<{element}> {name} = load<{element}>({arg});")
+                call.append(f"{name}.data()")
+                if not ctype.startswith("const"):
+                    saves.append(f"    save({arg}, {name});")
+            else:
+                cpp, parse = _CPP_SCALAR[ctype]
+                body.append(f"    const {cpp} {name} = {parse}({arg});")
+                call.append(name)
+        out.append(f"static int {fn}(char** a) {{")
+        out.append("    const unsigned grid = static_cast<unsigned>(std::atol(a[0]));")
+        out.append("    const unsigned block = static_cast<unsigned>(std::atol(a[1]));")
+        out.append("    const int reverse = std::atoi(a[2]);")
+        out += body
+        out.append(f"    emulate_launch(grid, block, reverse, [&] {{ {expression}("
+                   f"{', '.join(call)}); }});")
+        out += saves
+        out.append("    return 0;\n}\n")
+        dispatch.append((expression, fn, len(spec.args) + 3))
     out.append("int main(int argc, char** argv) {")
     out.append("    if (argc < 2) { std::fprintf(stderr, \"usage: harness KERNEL<T> grid block "
                "reverse args...\\n\"); return 2; }")
@@ -191,11 +184,7 @@ def run(p, exe=None, reverse=False):
         argv, outputs = [str(exe), p.name, str(p.grid), str(p.block), str(int(reverse))], []
         for k, ((ctype, name), value) in enumerate(zip(spec.args, p.args)):
             if ctype.endswith("*"):
-                want = p.dtype if _element_ctype(ctype, "T") == "T" else np.dtype(np.int32)
-                if not isinstance(value, np.ndarray) or value.dtype != want or \
-                        not value.flags.c_contiguous:
-                    raise ValueError(f"{p.kernel}: argument {name} must be a C-contiguous NumPy "
-                                     f"{want} array")
+                cuda_kernels.check_array(p.kernel, ctype, name, value, p.dtype, module="numpy")
                 path = os.path.join(tmp, f"{k}_{name}.bin")
                 value.tofile(path)
                 argv.append(path)

@@ -98,8 +98,7 @@ def compile_one(nvcc, cu, arch, workdir, keep=None):
         return [f"{cu.name} [{arch}]: nvcc warned:\n{output}"]
     binary = cubin.read_bytes()
     problems = []
-    for expression in cuda_kernels.name_expressions(cu.name):
-        kernel, ctype = expression[:-1].split("<")
+    for kernel, ctype, expression in cuda_kernels.instantiations(cu.name):
         if mangled_prefix(kernel, ctype).encode() not in binary:
             problems.append(f"{cu.name} [{arch}]: {expression} is missing from the cubin")
     if keep is not None:
