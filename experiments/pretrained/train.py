@@ -18,9 +18,7 @@ its entry (arguments, test accuracy, SHA-256, size, the command) is written into
 """
 import argparse
 import datetime
-import hashlib
 import json
-import os
 import pathlib
 import shutil
 import sys
@@ -32,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 import minicnn as mc  # noqa: E402
 from minicnn.checkpoint import atomic_write, save_weights  # noqa: E402
 from minicnn.cli import load_data  # noqa: E402
+from minicnn.data.download import sha256_of  # noqa: E402
 from minicnn.training import evaluate, fit, save_history  # noqa: E402
 
 WEIGHTS = ROOT / "minicnn" / "models" / "weights"
@@ -45,14 +44,6 @@ CONFIGS = {
     "vgg_small": ("vgg_small", {}, 2),
     "resnet8": ("cifar_resnet", {"depth": 8}, 2),
 }
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def train_one(name, runs, weights_dir=WEIGHTS):
@@ -80,9 +71,8 @@ def train_one(name, runs, weights_dir=WEIGHTS):
     _, test_accuracy = evaluate(model, test_loader)
     minutes = (time.perf_counter() - started) / 60
     target = weights_dir / f"{name}.npz"
-    tmp = target.with_suffix(".npz.part")
-    shutil.copyfile(out / "weights.npz", tmp)
-    os.replace(tmp, target)
+    with open(out / "weights.npz", "rb") as source, atomic_write(target) as f:
+        shutil.copyfileobj(source, f)
     return {
         "factory": factory,
         "kwargs": call_kwargs,

@@ -17,7 +17,6 @@ Loading checks that the call builds the architecture the weights were trained fo
 for other classes, load them and then :func:`minicnn.transfer.replace_head`), and that the file
 still has its checksum (a damaged file is an error, never silently wrong weights).
 """
-import hashlib
 import inspect
 import json
 import os
@@ -58,12 +57,13 @@ def describe():
     return "\n".join(lines)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _entry(name):
+    """The manifest entry of the shipped model ``name``; an unknown name lists the others."""
+    entries = manifest()["models"]
+    if name not in entries:
+        raise ValueError(f"no pre-trained weights named {name!r} ship with minicnn; available: "
+                         f"{', '.join(sorted(entries))}")
+    return entries[name]
 
 
 def _expected_arguments(entry):
@@ -81,12 +81,9 @@ def load_pretrained(model, name, arguments):
     architecture ``arguments`` (a dict); used by the factories' ``pretrained=True``. Returns
     ``model``."""
     from minicnn import weights
+    from minicnn.data.download import sha256_of
 
-    entries = manifest()["models"]
-    if name not in entries:
-        raise ValueError(f"no pre-trained weights named {name!r} ship with minicnn; available: "
-                         f"{', '.join(sorted(entries))}")
-    entry = entries[name]
+    entry = _entry(name)
     expected = _expected_arguments(entry)
     differ = [(k, v, expected[k]) for k, v in arguments.items()
               if k in expected and expected[k] != v]
@@ -102,7 +99,7 @@ def load_pretrained(model, name, arguments):
     if not os.path.exists(path):
         raise FileNotFoundError(f"the pre-trained weights file {path} is missing; reproduce it "
                                 f"with: {entry['command']}")
-    digest = _sha256(path)
+    digest = sha256_of(path)
     if digest != entry["sha256"]:
         raise CheckpointError(f"{path} is damaged: its SHA-256 is {digest}, the manifest says "
                               f"{entry['sha256']}. Reinstall minicnn, or reproduce the file "
@@ -116,9 +113,5 @@ def pretrained_model(name):
     weights: ``pretrained_model("resnet20")``."""
     import minicnn.models as models
 
-    entries = manifest()["models"]
-    if name not in entries:
-        raise ValueError(f"no pre-trained weights named {name!r} ship with minicnn; available: "
-                         f"{', '.join(sorted(entries))}")
-    entry = entries[name]
+    entry = _entry(name)
     return getattr(models, entry["factory"])(**entry["kwargs"], pretrained=True)
