@@ -389,16 +389,10 @@ def _train(model, optimizer, x, y, steps, batch_size, seed):
 
 
 def _accuracy(model, x, y, batch_size=1000):
-    import minicnn as mc
+    from minicnn.data import ArrayDataset, DataLoader
+    from minicnn.training import evaluate
 
-    model.eval()
-    correct = 0
-    with mc.no_grad():
-        for i in range(0, len(x), batch_size):
-            logits = model(mc.Tensor(x[i:i + batch_size])).data
-            correct += int((logits.argmax(axis=1) == y[i:i + batch_size]).sum())
-    model.train()
-    return correct / len(x)
+    return evaluate(model, DataLoader(ArrayDataset(x, y), batch_size=batch_size))[1]
 
 
 def _build(model, num_classes):
