@@ -64,6 +64,15 @@ def from_images(y, n, c, channels_last):
     return y.reshape(n, c, y.shape[1], y.shape[2])
 
 
+def _twin_arrays(xp, x, out_hw, channels_last, *dtypes):
+    """What the numba and CUDA twins start from: the NCHW-shaped ``x`` as C-contiguous
+    ``(N', H, W, C')`` images (:func:`to_images`), and one new ``(N', *out_hw, C')`` array of
+    ``xp`` per dtype in ``dtypes`` for the kernel to fill."""
+    images = to_images(x, channels_last)
+    shape = (images.shape[0], *out_hw, images.shape[3])
+    return (images, *(xp.empty(shape, dtype=dtype) for dtype in dtypes))
+
+
 def _padded_extent(size, kernel, stride, pad, out):
     """Rows the padded input must have so that every window of ``out`` outputs fits (ceil_mode's
     last window may reach past the right padding)."""
@@ -195,9 +204,7 @@ def max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size, channe
     NCHW-shaped results in ``x``'s layout, int32 indices."""
     xp = backend.get_array_module(x)  # cupy (numpy only when the kernel runs in host_harness)
     n, c = x.shape[:2]
-    images = to_images(x, channels_last)
-    shape = (images.shape[0], *output_size, images.shape[3])
-    y, indices = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=np.int32)
+    images, y, indices = _twin_arrays(xp, x, output_size, channels_last, x.dtype, np.int32)
     cuda_kernels.max_pool2d_forward(images, kernel_size, stride, padding, output_size, y,
                                     indices)
     return from_images(y, n, c, channels_last), from_images(indices, n, c, channels_last)
@@ -209,9 +216,8 @@ def max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padd
     a gather: one thread per element of gx)."""
     xp = backend.get_array_module(gy)
     n, c, h, w = input_shape
-    gy = to_images(gy, channels_last)
+    gy, gx = _twin_arrays(xp, gy, (h, w), channels_last, gy.dtype)
     indices = to_images(indices, channels_last).astype(np.int32, copy=False)
-    gx = xp.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
     cuda_kernels.max_pool2d_backward(gy, indices, kernel_size, stride, padding, gx)
     return from_images(gx, n, c, channels_last)
 
@@ -225,11 +231,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size, channels_la
     if backend.device_of(x) != "cpu":
         return max_pool2d_forward_reference(x, kernel_size, stride, padding, output_size)
     n, c = x.shape[:2]
-    images = to_images(x, channels_last)
     # outputs allocated by NumPy, not inside numba: NumPy asks for huge pages, which makes the
     # first touch of a fresh multi-megabyte array several times cheaper
-    shape = (images.shape[0], *output_size, images.shape[3])
-    y, indices = np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=np.int32)
+    images, y, indices = _twin_arrays(np, x, output_size, channels_last, x.dtype, np.int32)
     max_pool2d_forward_numba(images, *kernel_size, *stride, *padding, y, indices)
     return from_images(y, n, c, channels_last), from_images(indices, n, c, channels_last)
 
@@ -243,8 +247,7 @@ def max_pool2d_backward(gy, indices, input_shape, kernel_size, stride, padding, 
         return max_pool2d_backward_reference(gy, indices, input_shape, kernel_size, stride,
                                              padding)
     n, c, h, w = input_shape
-    gy = to_images(gy, channels_last)
-    gx = np.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
+    gy, gx = _twin_arrays(np, gy, (h, w), channels_last, gy.dtype)
     max_pool2d_backward_numba(gy, to_images(indices, channels_last),
                               gx.reshape(gy.shape[0], h * w, gy.shape[3]))
     return from_images(gx, n, c, channels_last)
@@ -369,8 +372,7 @@ def avg_pool2d_forward_cuda(x, kernel_size, stride, padding, divisors, channels_
     ``divisors`` (OH, OW) from :func:`avg_pool2d_divisors` (NumPy)."""
     xp = backend.get_array_module(x)  # cupy (numpy only when the kernel runs in host_harness)
     n, c = x.shape[:2]
-    images = to_images(x, channels_last)
-    y = xp.empty((images.shape[0], *divisors.shape, images.shape[3]), dtype=x.dtype)
+    images, y = _twin_arrays(xp, x, divisors.shape, channels_last, x.dtype)
     cuda_kernels.avg_pool2d_forward(images, kernel_size, stride, padding,
                                     xp.asarray(divisors, dtype=x.dtype), y)
     return from_images(y, n, c, channels_last)
@@ -382,8 +384,7 @@ def avg_pool2d_backward_cuda(gy, input_shape, kernel_size, stride, padding, divi
     a gather that divides each window's gradient by its divisor)."""
     xp = backend.get_array_module(gy)
     n, c, h, w = input_shape
-    gy = to_images(gy, channels_last)
-    gx = xp.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
+    gy, gx = _twin_arrays(xp, gy, (h, w), channels_last, gy.dtype)
     cuda_kernels.avg_pool2d_backward(gy, kernel_size, stride, padding,
                                      xp.asarray(divisors, dtype=gy.dtype), gx)
     return from_images(gx, n, c, channels_last)
@@ -399,8 +400,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, divisors, channels_last)
         return avg_pool2d_forward_reference(x, kernel_size, stride, padding, output_size,
                                             divisors)
     n, c = x.shape[:2]
-    images = to_images(x, channels_last)
-    y = np.empty((images.shape[0], *output_size, images.shape[3]), dtype=x.dtype)
+    images, y = _twin_arrays(np, x, output_size, channels_last, x.dtype)
     avg_pool2d_forward_numba(images, *kernel_size, *stride, *padding, divisors.astype(x.dtype), y)
     return from_images(y, n, c, channels_last)
 
@@ -414,8 +414,7 @@ def avg_pool2d_backward(gy, input_shape, kernel_size, stride, padding, divisors,
         return avg_pool2d_backward_reference(gy, input_shape, kernel_size, stride, padding,
                                              divisors)
     n, c, h, w = input_shape
-    gy = to_images(gy, channels_last)
+    gy, gx = _twin_arrays(np, gy, (h, w), channels_last, gy.dtype)
     share = gy / divisors.astype(gy.dtype)[None, :, :, None]  # PyTorch divides each gy once
-    gx = np.empty((gy.shape[0], h, w, gy.shape[3]), dtype=gy.dtype)
     avg_pool2d_backward_numba(share, *kernel_size, *stride, *padding, gx)
     return from_images(gx, n, c, channels_last)
