@@ -45,7 +45,6 @@ import minicnn.nn as nn
 from minicnn import backend
 from minicnn.autograd import Tensor, is_grad_enabled, no_grad
 from minicnn.checkpoint import atomic_write
-from minicnn.gradcheck import _float64_copy, _unit
 from minicnn.nn import functional as F
 
 __all__ = ["GradFlowRecorder", "record", "summarize", "build_twins", "sweep", "run_gradflow",
@@ -416,8 +415,9 @@ def block_stack(depth, channels=4, residual=True, activation="relu", init="he", 
 
 
 def _float64_tensor(x):
-    """A float64 copy of ``x`` (Tensor or array) as a Tensor, as gradcheck takes its inputs."""
-    return _float64_copy(x if isinstance(x, Tensor) else Tensor(np.asarray(x, np.float64)))
+    """``x`` (a Tensor or an array) as a float64 Tensor: finite differences need float64."""
+    return Tensor(x.data if isinstance(x, Tensor) else np.asarray(x, np.float64),
+                  dtype=np.float64)
 
 
 def numerical_jacobian(fn, x, eps=1e-6):
@@ -428,8 +428,8 @@ def numerical_jacobian(fn, x, eps=1e-6):
     xp = x.xp
     with no_grad():
         columns = []
-        for j in range(x.size):
-            step = eps * _unit(xp, x.shape, j)
+        for e_j in xp.eye(x.size):  # the unit vectors, flat
+            step = eps * e_j.reshape(x.shape)
             plus, minus = fn(Tensor(x.data + step)).data, fn(Tensor(x.data - step)).data
             columns.append(((plus - minus) / (2 * eps)).ravel())
     return backend.to_numpy(xp.stack(columns, axis=1))
@@ -439,10 +439,10 @@ def backward_jacobian(fn, x):
     """The same Jacobian from ``backward``: row k is the gradient of output element k."""
     x = _float64_tensor(x).requires_grad_()
     rows = []
-    for k in range(fn(x).size):
+    for e_k in x.xp.eye(fn(x).size):  # the unit vectors of the output, flat
         x.grad = None
         y = fn(x)
-        y.backward(_unit(y.xp, y.shape, k))
+        y.backward(e_k.reshape(y.shape))
         rows.append(backend.to_numpy(x.grad).ravel())
     return np.stack(rows)
 
