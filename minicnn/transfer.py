@@ -138,7 +138,7 @@ def _sync_batch_norm(model):
     for module in model.modules():
         if not isinstance(module, nn.BatchNorm2d):
             continue
-        params = [p for p in module.parameters(recurse=False)]
+        params = list(module.parameters(recurse=False))
         frozen = bool(params) and not any(p.requires_grad for p in params)
         handle = module.__dict__.get("_frozen_bn_hook")
         if frozen and handle is None:
@@ -153,8 +153,7 @@ def _sync_batch_norm(model):
 def _set_requires_grad(model, names, flag):
     paths = _resolve(model, names) if names else [""]
     for path in paths:
-        for p in model.get_submodule(path).parameters():
-            p.requires_grad_(flag)
+        model.get_submodule(path).requires_grad_(flag)
     _sync_batch_norm(model)
     return model
 
