@@ -2,7 +2,7 @@
 pre-trained LeNet-5.
 
     MINICNN_NUM_THREADS=1 .venv/bin/python experiments/transfer/probe_layers.py \
-        runs/finetune_lenet5/pretrained.npz
+        experiments/transfer/lenet5/pretrained.npz
 
 For 10 and 100 labels per target class (seed 0, the same images as the experiment), the
 features of one layer of the network pre-trained on classes 0-4 are computed once (frozen,
@@ -10,7 +10,8 @@ features of one layer of the network pre-trained on classes 0-4 are computed onc
 Adam (lr 1e-2, full batch, 300 steps: enough to converge on a few hundred vectors), then
 tested on the 5,000 target test images. The same for an untrained (randomly initialised) LeNet-5
 as the baseline. Layers: S4 (``features``, 400 numbers), C5 (``classifier.1``, 120 after ReLU),
-F6 (``classifier.3``, 84 after ReLU; what the experiment's "frozen features" uses).
+F6 (``classifier.3``, 84 after ReLU; what the experiment's first run used as its "frozen
+features", see README.md).
 Writes ``probe_layers.md`` next to this file.
 """
 import pathlib
@@ -85,4 +86,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/finetune_lenet5/pretrained.npz")
+    main(sys.argv[1] if len(sys.argv) > 1 else "experiments/transfer/lenet5/pretrained.npz")
