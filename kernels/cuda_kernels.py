@@ -262,23 +262,27 @@ def kernel_source(kernel):
 # kernels/pooling.py)
 # ---------------------------------------------------------------------------------------------
 
-def _geometry(image_shape, kernel_size, stride, padding, output_size):
+def image_plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype, total,
+               **arrays):
+    """The launch of ``kernel`` (any of :data:`KERNELS`: they share the image arguments) for an
+    input image of ``image_shape`` (N, H, W, C), output pixels ``output_size`` (OH, OW), pairs
+    ``kernel_size``, ``stride``, ``padding``, and ``total`` output elements."""
     N, H, W, C = (int(s) for s in image_shape)
     (KH, KW), (sH, sW), (pH, pW), (OH, OW) = kernel_size, stride, padding, output_size
-    return dict(H=H, W=W, C=C, KH=KH, KW=KW, sH=sH, sW=sW, pH=pH, pW=pW, OH=OH, OW=OW)
+    return plan(kernel, dtype, total=int(total), H=H, W=W, C=C, KH=KH, KW=KW, sH=sH, sW=sW,
+                pH=pH, pW=pW, OH=OH, OW=OW, **arrays)
 
 
 def im2col_plan(x, cols, kernel_size, stride, padding, output_size):
     """The launch of ``im2col_nhwc`` for image ``x`` (N, H, W, C) into ``cols``."""
-    g = _geometry(x.shape, kernel_size, stride, padding, output_size)
-    return plan("im2col_nhwc", x.dtype, x=x, cols=cols, total=int(np.prod(cols.shape)), **g)
+    return image_plan("im2col_nhwc", x.shape, output_size, kernel_size, stride, padding,
+                      x.dtype, cols.size, x=x, cols=cols)
 
 
 def col2im_plan(cols, image, kernel_size, stride, padding, output_size):
     """The launch of ``col2im_nhwc`` for columns ``cols`` into ``image`` (N, H, W, C)."""
-    g = _geometry(image.shape, kernel_size, stride, padding, output_size)
-    return plan("col2im_nhwc", cols.dtype, cols=cols, image=image,
-                total=int(np.prod(image.shape)), **g)
+    return image_plan("col2im_nhwc", image.shape, output_size, kernel_size, stride, padding,
+                      cols.dtype, image.size, cols=cols, image=image)
 
 
 def im2col(x, kernel_size, stride, padding, output_size, out):
@@ -296,38 +300,31 @@ def col2im(cols, kernel_size, stride, padding, output_size, out):
     return out
 
 
-def pool_plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype, total,
-              **arrays):
-    """The launch of one pooling kernel; ``image_shape`` is the input's (N, H, W, C)."""
-    g = _geometry(image_shape, kernel_size, stride, padding, output_size)
-    return plan(kernel, dtype, total=int(total), **g, **arrays)
-
-
 def max_pool2d_forward(x, kernel_size, stride, padding, output_size, y, indices):
     """Max pooling of the C-contiguous ``x`` (N, H, W, C) into ``y`` and int32 ``indices``
     (N, OH, OW, C)."""
-    p = pool_plan("max_pool2d_forward_nhwc", x.shape, output_size, kernel_size, stride, padding,
-                  x.dtype, y.size, x=x, y=y, indices=indices)
+    p = image_plan("max_pool2d_forward_nhwc", x.shape, output_size, kernel_size, stride,
+                   padding, x.dtype, y.size, x=x, y=y, indices=indices)
     launch(p)
 
 
 def max_pool2d_backward(gy, indices, kernel_size, stride, padding, gx):
     """Gradient of max pooling: ``gy`` and ``indices`` (N, OH, OW, C) -> ``gx`` (N, H, W, C)."""
-    p = pool_plan("max_pool2d_backward_nhwc", gx.shape, gy.shape[1:3], kernel_size, stride,
-                  padding, gy.dtype, gx.size, gy=gy, indices=indices, gx=gx)
+    p = image_plan("max_pool2d_backward_nhwc", gx.shape, gy.shape[1:3], kernel_size, stride,
+                   padding, gy.dtype, gx.size, gy=gy, indices=indices, gx=gx)
     launch(p)
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding, divisors, y):
     """Average pooling of ``x`` (N, H, W, C) into ``y`` (N, OH, OW, C); ``divisors`` (OH, OW)
     a C-contiguous CuPy array of x's dtype."""
-    p = pool_plan("avg_pool2d_forward_nhwc", x.shape, divisors.shape, kernel_size, stride,
-                  padding, x.dtype, y.size, x=x, divisors=divisors, y=y)
+    p = image_plan("avg_pool2d_forward_nhwc", x.shape, divisors.shape, kernel_size, stride,
+                   padding, x.dtype, y.size, x=x, divisors=divisors, y=y)
     launch(p)
 
 
 def avg_pool2d_backward(gy, kernel_size, stride, padding, divisors, gx):
     """Gradient of average pooling: ``gy`` (N, OH, OW, C) -> ``gx`` (N, H, W, C)."""
-    p = pool_plan("avg_pool2d_backward_nhwc", gx.shape, divisors.shape, kernel_size, stride,
-                  padding, gy.dtype, gx.size, gy=gy, divisors=divisors, gx=gx)
+    p = image_plan("avg_pool2d_backward_nhwc", gx.shape, divisors.shape, kernel_size, stride,
+                   padding, gy.dtype, gx.size, gy=gy, divisors=divisors, gx=gx)
     launch(p)

@@ -131,6 +131,7 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
     import numpy as np
 
     from minicnn.kernels import cuda_kernels
+    from minicnn.kernels.im2col import output_size
     if name not in KERNEL_VIEWS:
         raise ValueError(f"show_kernel: unknown kernel {name!r}; expected one of "
                          f"{', '.join(KERNEL_VIEWS)}")
@@ -142,12 +143,10 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
     s = pair(stride if stride is not None else (1 if "col" in name else kernel_size))
     p = pair(padding)
     N, H, W, C = (int(v) for v in shape)
-    OH, OW = ((size + 2 * pad - kk) // st + 1 for size, kk, st, pad in zip((H, W), k, s, p))
+    OH, OW = (output_size(*axis) for axis in zip((H, W), k, s, p))
     if min(OH, OW) < 1:
         raise ValueError(f"show_kernel: a {k[0]}x{k[1]} kernel with padding {p} leaves no "
                          f"output for a {H}x{W} input")
-    geometry = dict(H=H, W=W, C=C, KH=k[0], KW=k[1], sH=s[0], sW=s[1], pH=p[0], pW=p[1], OH=OH,
-                    OW=OW)
     if kernel == "im2col_nhwc":
         out_shape = (N * OH * OW, k[0] * k[1] * C)
     elif kernel.endswith("forward_nhwc"):
@@ -157,6 +156,6 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
     total = int(np.prod(out_shape))
     arrays = {name_: None for ctype, name_ in cuda_kernels.KERNELS[kernel].args
               if ctype.endswith("*")}
-    launch = cuda_kernels.plan(kernel, dtype, total=total, **geometry, **arrays)
+    launch = cuda_kernels.image_plan(kernel, shape, (OH, OW), k, s, p, dtype, total, **arrays)
     return KernelView(name, launch, N, out_shape, cuda_kernels.kernel_source(kernel),
                       print_source)
