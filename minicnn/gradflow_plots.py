@@ -106,13 +106,13 @@ def plot_grad_norms(runs, path=None, fields=("weight_grad_norm", "output_grad_no
             ax.set_title("plain" if net == "plain" else "residual", fontsize=10)
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(fontsize=7)
-        _share_log_y(axes[row])
+        _share_y(axes[row])
     for ax in axes[-1]:
         ax.set_xlabel("layer (Conv2d / Linear, forward order)")
     return _finish(figure, path, title)
 
 
-def _share_log_y(axes):
+def _share_y(axes):
     """The same y range on the panels of a row, so plain and residual compare at a glance."""
     lows, highs = zip(*(ax.get_ylim() for ax in axes))
     for ax in axes:
@@ -144,7 +144,7 @@ def plot_grad_bars(snapshots, path=None, title=None):
         ax.set_title(label, fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=8)
-    _share_log_y(axes[:, 0])
+    _share_y(axes[:, 0])
     return _finish(figure, path, title)
 
 
@@ -181,9 +181,7 @@ def plot_degradation(result, path=None, title=None):
             ax.set_title(f"{kind} nets")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
-        lows = [axes[row][c].get_ylim() for c in range(2)]
-        for c in range(2):
-            axes[row][c].set_ylim(min(l for l, _ in lows), max(h for _, h in lows))
+        _share_y(axes[row])
     recipe = result["recipe"]
     default = (f"{recipe['data']}, {recipe['train_images']} training images, {recipe['epochs']} "
                f"epochs, SGD lr {recipe['lr']} (dashed: training, solid: test)")
@@ -214,7 +212,7 @@ def plot_jacobian_spectra(spectra, path=None, title=None):
             ax.set_title(f"{net} stack, {activation}, init {init}", fontsize=10)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7)
-        _share_log_y(axes[row])
+        _share_y(axes[row])
     for ax in axes[-1]:
         ax.set_xlabel("index (largest first)")
     return _finish(figure, path, title)
