@@ -183,9 +183,10 @@ class GradFlowRecorder:
             row = None if self._current is None else self._current.get(id(layer))
             if row is not None:
                 xp = backend.get_array_module(grad)
+                magnitude = xp.abs(grad)
                 row["weight_grad_norm"] = _norm(grad)
-                row["weight_grad_mean_abs"] = float(xp.abs(grad).mean(dtype=xp.float64))
-                row["weight_grad_max_abs"] = float(xp.abs(grad).max())
+                row["weight_grad_mean_abs"] = float(magnitude.mean(dtype=xp.float64))
+                row["weight_grad_max_abs"] = float(magnitude.max())
         return hook
 
     @property
