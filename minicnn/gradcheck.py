@@ -151,7 +151,6 @@ def gradcheck_model(model, x, n_directions=2, eps=1e-6, atol=1e-6, rtol=1e-4, se
     import copy
 
     from minicnn import random as mc_random
-    from minicnn.autograd import Tensor
 
     model = copy.deepcopy(model).to(dtype=np.float64)
     model.train()
