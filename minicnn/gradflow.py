@@ -379,9 +379,9 @@ class StackBlock(nn.Module):
 
     def __init__(self, channels, residual=True, activation="relu"):
         super().__init__()
-        from minicnn.models.resnet_cifar import _ACTIVATIONS, conv3x3
+        from minicnn.models.resnet_cifar import ACTIVATIONS, conv3x3
         self.conv1 = conv3x3(channels, channels)
-        self.act = _ACTIVATIONS[activation]()
+        self.act = ACTIVATIONS[activation]()
         self.conv2 = conv3x3(channels, channels)
         self.residual = residual
 
@@ -398,20 +398,16 @@ def block_stack(depth, channels=4, residual=True, activation="relu", init="he", 
     ``mc.manual_seed(seed)`` (so the plain and residual stacks share them): ``init`` 'he'
     (kaiming normal, fan_in, the activation's gain: F keeps the scale of its input), 'xavier'
     or 'normal' (N(0, 0.01^2): a small F)."""
+    from minicnn.models.resnet_cifar import init_conv_
+    schemes = {"he": "kaiming_fan_in", "xavier": "xavier", "normal": "normal"}
+    if init not in schemes:
+        raise ValueError(f"block_stack: init must be he, xavier or normal, got {init!r}")
     import minicnn as mc
     mc.manual_seed(seed)
     stack = nn.Sequential(*[StackBlock(channels, residual, activation) for _ in range(depth)])
     for m in stack.modules():
         if isinstance(m, nn.Conv2d):
-            if init == "he":
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=activation)
-            elif init == "xavier":
-                nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(activation))
-            elif init == "normal":
-                nn.init.normal_(m.weight, 0.0, 0.01)
-            else:
-                raise ValueError(f"block_stack: init must be he, xavier or normal, got "
-                                 f"{init!r}")
+            init_conv_(m, schemes[init], activation)
     return stack.to(np.float64)
 
 

@@ -35,7 +35,7 @@ The nets take any input of at least 8x8: 28x28 Fashion-MNIST with ``in_channels=
 import minicnn.nn as nn
 import minicnn.nn.functional as F
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _INITS = ("kaiming_fan_out", "kaiming_fan_in", "xavier", "normal", "default")
 
 
@@ -46,6 +46,21 @@ def conv3x3(in_planes, out_planes, stride=1, bias=False):
 
 def _norm(planes, norm):
     return nn.BatchNorm2d(planes) if norm else nn.Identity()
+
+
+def init_conv_(conv, init, activation):
+    """Initialise ``conv`` in place with the scheme ``init``: 'kaiming_fan_out' /
+    'kaiming_fan_in' (He et al. 2015, kaiming normal), 'xavier' (Glorot normal) or 'normal'
+    (N(0, 0.01^2)); the gain follows ``activation``. A bias starts at 0."""
+    if init == "xavier":
+        nn.init.xavier_normal_(conv.weight, gain=nn.init.calculate_gain(activation))
+    elif init == "normal":
+        nn.init.normal_(conv.weight, 0.0, 0.01)
+    else:
+        nn.init.kaiming_normal_(conv.weight, mode=init[len("kaiming_"):],
+                                nonlinearity=activation)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -81,7 +96,7 @@ class CifarBasicBlock(nn.Module):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride, bias=not norm)
         self.bn1 = _norm(planes, norm)
-        self.act = _ACTIVATIONS[activation]()
+        self.act = ACTIVATIONS[activation]()
         self.conv2 = conv3x3(planes, planes, bias=not norm)
         self.bn2 = _norm(planes, norm)
         self.downsample = None
@@ -108,8 +123,8 @@ class CifarResNet(nn.Module):
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CifarResNet: depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, "
                              f"56, 110...), got {depth!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"CifarResNet: activation must be one of {sorted(_ACTIVATIONS)}, "
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"CifarResNet: activation must be one of {sorted(ACTIVATIONS)}, "
                              f"got {activation!r}")
         if init not in _INITS:
             raise ValueError(f"CifarResNet: init must be one of {_INITS}, got {init!r}")
@@ -118,7 +133,7 @@ class CifarResNet(nn.Module):
         self.inplanes = 16
         self.conv1 = conv3x3(in_channels, 16, bias=not norm)
         self.bn1 = _norm(16, norm)
-        self.act = _ACTIVATIONS[activation]()
+        self.act = ACTIVATIONS[activation]()
         self.layer1 = self._make_layer(16, n, stride=1)
         self.layer2 = self._make_layer(32, n, stride=2)
         self.layer3 = self._make_layer(64, n, stride=2)
@@ -140,21 +155,12 @@ class CifarResNet(nn.Module):
         the fc layer is left alone."""
         if init not in _INITS:
             raise ValueError(f"CifarResNet: init must be one of {_INITS}, got {init!r}")
-        gain_name = self.activation  # calculate_gain knows 'relu', 'tanh', 'sigmoid'
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 if init == "default":
                     m.reset_parameters()
-                    continue
-                if init == "xavier":
-                    nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(gain_name))
-                elif init == "normal":
-                    nn.init.normal_(m.weight, 0.0, 0.01)
                 else:
-                    nn.init.kaiming_normal_(m.weight, mode=init[len("kaiming_"):],
-                                            nonlinearity=gain_name)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                    init_conv_(m, init, self.activation)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
