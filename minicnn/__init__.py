@@ -7,6 +7,7 @@
 __version__ = "0.1.0"
 
 from minicnn import backend, cuda
+from minicnn.backend import reference_kernels
 from minicnn.autograd import (AnomalyError, Function, Tensor, detect_anomaly, enable_grad,
                               is_grad_enabled, no_grad)
 from minicnn.gradcheck import GradcheckError, gradcheck, gradcheck_model
@@ -24,7 +25,7 @@ from minicnn import gradflow, transfer, weights  # noqa: E402
 
 __all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad",
            "is_grad_enabled", "gradcheck", "gradcheck_model", "GradcheckError", "profile", "cat",
-           "stack", "split", "manual_seed", "cuda", "backend", "nn", "optim", "data", "models",
+           "stack", "split", "manual_seed", "cuda", "backend", "reference_kernels", "nn", "optim", "data", "models",
            "fit", "evaluate", "TrainingDiverged", "save_checkpoint", "load_checkpoint",
            "save_weights", "load_weights", "CheckpointError", "summary", "plot_history", "gradflow",
            "transfer", "weights",

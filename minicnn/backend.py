@@ -7,7 +7,13 @@ GPU. Ops are written once against ``xp = get_array_module(x)``; only the hand-wr
 Device names: ``"cpu"``, ``"cuda"`` (``"cuda:0"`` is accepted), and ``"auto"``, which resolves to
 ``"cuda"`` when :func:`minicnn.cuda.is_available` and to ``"cpu"`` otherwise. The environment
 variable ``MINICNN_DEVICE=cpu|cuda|auto`` sets the default that :func:`default_device` returns.
+
+Kernel lanes: ``"fast"`` (the default) runs the numba/CUDA twins and the engine's chunks, buffers
+and threads; ``"reference"`` runs every op on the plain NumPy reference kernels, the lecture's
+version, with no numba, no chunking and no threads. ``MINICNN_KERNELS=reference`` sets it for a
+process; :func:`reference_kernels` for a block of code.
 """
+import contextlib
 import os
 
 import numpy as np
@@ -74,6 +80,47 @@ def to_device(array, device):
 def to_numpy(array):
     """A NumPy array with the same values (copies from the GPU when needed)."""
     return array.get() if device_of(array) == "cuda" else np.asarray(array)
+
+
+KERNEL_LANES = ("fast", "reference")
+
+
+def _lane_from_environment():
+    lane = os.environ.get("MINICNN_KERNELS", "fast").strip().lower() or "fast"
+    if lane not in KERNEL_LANES:
+        raise ValueError(f"MINICNN_KERNELS={lane!r} is not a kernel lane: use fast or reference")
+    return lane
+
+
+_kernel_lane = _lane_from_environment()
+
+
+def kernel_lane():
+    """The kernel lane ops run on now: ``"fast"`` or ``"reference"``."""
+    return _kernel_lane
+
+
+def reference_lane():
+    """True when every op must run its plain NumPy reference kernel (no numba, chunks, threads)."""
+    return _kernel_lane == "reference"
+
+
+@contextlib.contextmanager
+def reference_kernels(enabled=True):
+    """Run the block on the plain NumPy reference kernels (``enabled=False``: on the fast ones).
+
+        with mc.reference_kernels():
+            loss = F.cross_entropy(model(x), y)   # the lecture's im2col, col2im, pooling loops
+            loss.backward()
+
+    The lane is process-wide (not per thread): the engine's worker threads follow it too.
+    """
+    global _kernel_lane
+    previous, _kernel_lane = _kernel_lane, ("reference" if enabled else "fast")
+    try:
+        yield
+    finally:
+        _kernel_lane = previous
 
 
 def scatter_add(xp, target, index, values):
