@@ -35,15 +35,28 @@ class StateDictError(RuntimeError):
         self.mismatched = list(mismatched)
 
 
-class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
-    """What ``load_state_dict(..., strict=False)`` could not match (PyTorch's return value)."""
+def is_optional_key(key):
+    """True for a key a checkpoint may lack: batch norm's ``num_batches_tracked`` (torchvision's
+    published files predate that counter)."""
+    return key.rsplit(".", 1)[-1] == "num_batches_tracked"
 
-    __slots__ = ()
+
+class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict(..., strict=False)`` could not match (PyTorch's return value).
+
+    ``kept_keys`` (not part of the tuple): optional buffers the state dict lacked, left as they
+    were (PyTorch accepts them silently; minicnn says so in the repr)."""
+
+    def __new__(cls, missing_keys, unexpected_keys, kept_keys=()):
+        self = super().__new__(cls, missing_keys, unexpected_keys)
+        self.kept_keys = list(kept_keys)
+        return self
 
     def __repr__(self):
+        kept = f" (not in the state dict, kept: {', '.join(self.kept_keys)})" * bool(self.kept_keys)
         if not self.missing_keys and not self.unexpected_keys:
-            return "<All keys matched successfully>"
-        return super().__repr__()
+            return "<All keys matched successfully>" + kept
+        return super().__repr__() + kept
 
     __str__ = __repr__
 
@@ -468,12 +481,19 @@ class Module:
         With ``strict=True`` a missing key, an unexpected key or a shape mismatch raises one
         ``StateDictError`` listing all of them. With ``strict=False`` only shape mismatches
         raise; the matching entries are loaded and ``(missing_keys, unexpected_keys)`` returned.
+
+        NOTE: a missing ``*.num_batches_tracked`` is not an error, even with ``strict=True``:
+        torchvision's published checkpoints predate that counter. As in PyTorch the buffer keeps
+        its current value (0 on a fresh model); PyTorch says nothing, minicnn lists such keys
+        in the result's ``kept_keys`` (and its repr).
         """
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError(f"load_state_dict expects a dict of name -> array, got "
                             f"{type(state_dict).__name__}")
         targets = self.state_dict(keep_vars=True)
         missing = [key for key in targets if key not in state_dict]
+        kept = [key for key in missing if is_optional_key(key)]
+        missing = [key for key in missing if not is_optional_key(key)]
         unexpected = [key for key in state_dict.keys() if key not in targets]
         mismatched, problems, copies = [], [], []
         for key, target in targets.items():
@@ -504,7 +524,7 @@ class Module:
         for target, value in copies:
             # setitem casts to the target's dtype; the value first goes to the target's device
             target.data[...] = backend.to_device(value, target.device)
-        return IncompatibleKeys(missing, unexpected)
+        return IncompatibleKeys(missing, unexpected, kept)
 
     # ---- printing ----------------------------------------------------------------------------
     def extra_repr(self):
