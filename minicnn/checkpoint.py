@@ -5,7 +5,7 @@
     info["epoch"]                                        # 3: the epochs already finished
 
     mc.save_weights("lenet5.npz", model)                 # only the weights, for inference
-    mc.load_weights("lenet5.npz", model)
+    mc.load_weights("lenet5.npz", model)                 # (minicnn.weights; named here too)
 
 What a checkpoint holds, and why each part is needed for an EXACT resume:
 
@@ -19,193 +19,37 @@ What a checkpoint holds, and why each part is needed for an EXACT resume:
   and the same data order as a run that never stopped;
 - the epoch and step counters, the training history, and anything you pass as ``extra``.
 
-The file format: a zip archive holding one ``.npy`` file per array (exactly what ``np.savez``
-writes, so ``np.load(path)`` opens it) and a ``metadata.json`` with everything else, readable
-with ``unzip -p checkpoint.npz metadata.json``. Arrays inside the JSON appear as
-``{"__array__": "optimizer/state/0/momentum_buffer"}``, the name of their ``.npy`` member
-(``unzip -p checkpoint.npz metadata.json | python -m json.tool`` prints it indented).
-No pickle anywhere: loading a checkpoint from someone else cannot run their code (a pickle can).
+The file format (:mod:`minicnn.serialization`): a zip archive holding one ``.npy`` file per
+array (exactly what ``np.savez`` writes, so ``np.load(path)`` opens it) and a ``metadata.json``
+with everything else, readable with ``unzip -p checkpoint.npz metadata.json``. Arrays inside the
+JSON appear as ``{"__array__": "optimizer/state/0/momentum_buffer"}``, the name of their ``.npy``
+member. No pickle anywhere: loading a checkpoint from someone else cannot run their code.
 
-Writes are ATOMIC (:func:`atomic_write`): the file is written under a temporary name in the same
-folder, flushed to disk, and only then renamed onto the target. A rename within one folder
-replaces the old file in one step, so a crash, a full disk or Ctrl-C in the middle of a save
-leaves the previous checkpoint untouched (at worst a stray ``.*.tmp`` file stays behind after
-the process was killed outright).
+Writes are ATOMIC (:func:`atomic_write`): a crash, a full disk or Ctrl-C in the middle of a save
+leaves the previous checkpoint untouched.
+
+Weights files belong to :mod:`minicnn.weights`; this module imports its public
+``save_weights`` and ``load_weights`` (so ``minicnn.checkpoint.save_weights`` keeps working),
+never the other way round.
 """
-import contextlib
 import datetime
-import errno
-import json
 import os
-import uuid
-import zipfile
 
 import numpy as np
 
-from minicnn import backend
+# NOTE: `import minicnn` is here for one thing, `minicnn.__version__`, recorded in every
+# checkpoint. It points up the layers (the package imports this module); the version belongs in
+# a module of its own at the bottom (see the report of issue 15).
+import minicnn
 from minicnn import random as mc_random
 from minicnn.nn.module import StateDictError
-
-FORMAT = "minicnn-checkpoint"
-VERSION = 1
-_METADATA = "metadata.json"
+from minicnn.serialization import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError,
+                                   atomic_write, encode, read_archive, unpack_checkpoint,
+                                   write_archive)
+from minicnn.weights import load_weights, save_weights
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint",
            "save_weights", "load_weights", "atomic_write"]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint or weights file that cannot be read, or that does not fit what it is
-    loaded into. The message names the file."""
-
-
-# ---- atomic writes ------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def atomic_write(path, mode="wb"):
-    """``with atomic_write(path) as f: f.write(...)``: ``path`` gets the new contents all at
-    once, or (on any error) keeps its old contents.
-
-    The data goes to a temporary file next to ``path``; on success it is flushed and fsynced
-    (so it is on the disk, not only in the operating system's cache), renamed onto ``path`` with
-    ``os.replace`` (atomic within one file system), and the folder is fsynced so the rename
-    itself survives a power cut. On an error the temporary file is removed and the error raised.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory,
-                             f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    # O_EXCL: never write into someone else's file; 0o666 lets the umask decide permissions,
-    # as for any new file (tempfile.mkstemp would make it private to the owner)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                 0o666)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # also KeyboardInterrupt: never leave a half-written file behind
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory):
-    """Make a rename inside ``directory`` durable (POSIX; a no-op where folders cannot be
-    opened, as on Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-# ---- the archive: .npy members plus metadata.json -----------------------------------------------
-
-def _write_archive(f, arrays, metadata=None):
-    """Write ``arrays`` (name -> ndarray) as ``name.npy`` members of a zip, as ``np.savez``
-    does, plus ``metadata.json`` when given. ``allow_pickle=False``: object arrays are refused."""
-    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        if metadata is not None:
-            archive.writestr(_METADATA, json.dumps(metadata))
-        for name, array in arrays.items():
-            with archive.open(name + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
-
-
-def _read_archive(path, what):
-    """(arrays, metadata or None) from a file written by :func:`_write_archive`.
-
-    Every way a file can be damaged (missing end of the zip, a flipped byte caught by the zip's
-    CRC-32 checksums, a short array, broken JSON) becomes one :class:`CheckpointError` naming
-    the file, instead of a traceback from deep inside zipfile or NumPy.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, f"no {what} file at {path!r}", path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            metadata = None
-            if _METADATA in names:
-                metadata = json.loads(archive.read(_METADATA).decode("utf-8"))
-            arrays = {}
-            for name in names:
-                if name.endswith(".npy"):
-                    with archive.open(name) as member:
-                        arrays[name[:-len(".npy")]] = np.lib.format.read_array(
-                            member, allow_pickle=False)
-    except (PermissionError, IsADirectoryError):
-        raise  # the file system's own message says it best
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError,
-            UnicodeDecodeError) as exc:
-        raise CheckpointError(
-            f"{path!r} is not a readable minicnn {what}: it is truncated or corrupt (a save or "
-            f"copy that did not finish?), or not such a file at all. Details: "
-            f"{type(exc).__name__}: {exc}") from exc
-    return arrays, metadata
-
-
-# ---- nested Python data <-> JSON + arrays -------------------------------------------------------
-
-def _encode(value, name, arrays):
-    """Return ``value`` as JSON-ready data, moving every array into ``arrays``.
-
-    An array becomes ``{"__array__": member_name}``; a tuple ``{"__tuple__": [...]}`` (so Adam's
-    ``betas`` come back as a tuple); a dict with non-string keys (the optimiser numbers its
-    parameters 0, 1, 2...) ``{"__items__": [[key, value], ...]}``. ``name`` is the path to the
-    value, used to name its arrays.
-    """
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value  # NOTE: np.float64 is a float subclass; JSON keeps all its digits
-    if isinstance(value, (np.ndarray, np.generic)) or backend.device_of(value) == "cuda":
-        member = name or "array"
-        while member in arrays:  # two paths that spell the same name: keep both
-            member += "_"
-        arrays[member] = backend.to_numpy(value) if not isinstance(value, np.generic) \
-            else np.asarray(value)
-        if isinstance(value, np.generic):  # a NumPy scalar such as np.float32(2.0)
-            return {"__array__": member, "scalar": True}
-        return {"__array__": member}
-    if isinstance(value, tuple):
-        return {"__tuple__": [_encode(v, f"{name}/{i}", arrays) for i, v in enumerate(value)]}
-    if isinstance(value, list):
-        return [_encode(v, f"{name}/{i}", arrays) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        prefix = f"{name}/" if name else ""
-        if all(isinstance(k, str) and not k.startswith("__") for k in value):
-            return {k: _encode(v, prefix + k, arrays) for k, v in value.items()}
-        return {"__items__": [[_encode(k, f"{prefix}key{i}", arrays),
-                               _encode(v, f"{prefix}{k}", arrays)]
-                              for i, (k, v) in enumerate(value.items())]}
-    raise TypeError(
-        f"cannot store {name or 'a value'} in a checkpoint: a {type(value).__name__} is not an "
-        "array, number, string, bool, None, list, tuple or dict (minicnn checkpoints hold plain "
-        "data only, never pickled objects)")
-
-
-def _decode(value, arrays):
-    """The inverse of :func:`_encode`."""
-    if isinstance(value, list):
-        return [_decode(v, arrays) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "__array__" in value:
-        array = arrays[value["__array__"]]
-        return array[()] if value.get("scalar") else array
-    if "__tuple__" in value:
-        return tuple(_decode(v, arrays) for v in value["__tuple__"])
-    if "__items__" in value:
-        return {_decode(k, arrays): _decode(v, arrays) for k, v in value["__items__"]}
-    return {k: _decode(v, arrays) for k, v in value.items()}
 
 
 # ---- checkpoints --------------------------------------------------------------------------------
@@ -219,8 +63,6 @@ def save_checkpoint(path, model=None, optimizer=None, scheduler=None, epoch=None
     ``extra``: any other plain data (numbers, strings, lists, dicts, arrays). The random
     generators' states are always saved. Returns ``path``.
     """
-    import minicnn
-
     contents = {
         "model": model.state_dict() if model is not None else None,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -230,15 +72,16 @@ def save_checkpoint(path, model=None, optimizer=None, scheduler=None, epoch=None
     }
     arrays = {}
     metadata = {
-        "format": FORMAT, "version": VERSION, "minicnn_version": minicnn.__version__,
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+        "minicnn_version": minicnn.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "optimizer_class": type(optimizer).__name__ if optimizer is not None else None,
         "scheduler_class": type(scheduler).__name__ if scheduler is not None else None,
-        "contents": _encode(contents, "", arrays),
+        "contents": encode(contents, "", arrays),
     }
     # encode everything BEFORE opening the file: a value that cannot be stored raises here
     with atomic_write(path) as f:
-        _write_archive(f, arrays, metadata)
+        write_archive(f, arrays, metadata)
     return path
 
 
@@ -246,30 +89,7 @@ def read_checkpoint(path):
     """Read a checkpoint without touching any model or generator: a dict with ``model``,
     ``optimizer`` and ``scheduler`` (their state dicts, or None), ``rng``, ``epoch``, ``step``,
     ``history``, ``extra``, and the file's ``version``, ``minicnn_version``, ``created``."""
-    return _unpack(path, *_read_archive(path, "checkpoint"))
-
-
-def _unpack(path, arrays, metadata):
-    """Check the metadata's format and version and rebuild the saved Python data."""
-    if metadata is None or metadata.get("format") != FORMAT:
-        hint = (" It holds only arrays: a weights file from save_weights? Load it with "
-                "load_weights(path, model).") if metadata is None else ""
-        raise CheckpointError(f"{os.fspath(path)!r} is not a minicnn checkpoint (no "
-                              f"'{_METADATA}' of format {FORMAT!r} inside).{hint}")
-    if metadata.get("version", 0) > VERSION:
-        raise CheckpointError(
-            f"{os.fspath(path)!r} was written by a newer minicnn ({metadata.get('minicnn_version')}"
-            f", checkpoint format {metadata['version']}); this one reads format {VERSION}. "
-            "Upgrade minicnn to load it.")
-    try:
-        contents = _decode(metadata["contents"], arrays)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{os.fspath(path)!r}: the checkpoint's metadata does not match "
-                              f"its arrays ({type(exc).__name__}: {exc}); the file is damaged"
-                              ) from exc
-    for key in ("version", "minicnn_version", "created", "optimizer_class", "scheduler_class"):
-        contents[key] = metadata.get(key)
-    return contents
+    return unpack_checkpoint(path, *read_archive(path, "checkpoint"))
 
 
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, restore_rng=True,
@@ -328,53 +148,3 @@ def _check_part(path, contents, part, obj, saved_class):
         raise CheckpointError(f"{path!r} holds the state of a {saved_class} {part}, but a "
                               f"{type(obj).__name__} was given; create the same kind as when "
                               "it was saved")
-
-
-# ---- weights only -------------------------------------------------------------------------------
-
-_OTHER_FORMATS = (".safetensors", ".pth", ".pt", ".bin")   # handled by minicnn.weights
-
-
-def _read_weights_archive(path):
-    """``(state, from_checkpoint)`` of an ``.npz`` written by :func:`save_weights` (or
-    ``np.savez``), or the model part of a full checkpoint (``from_checkpoint`` True)."""
-    arrays, metadata = _read_archive(path, "weights")
-    if metadata is None:
-        return arrays, False
-    state = _unpack(path, arrays, metadata)["model"]
-    if state is None:
-        raise CheckpointError(f"{os.fspath(path)!r} is a checkpoint without model weights")
-    return state, True
-
-
-def save_weights(path, model):
-    """Write ``model.state_dict()`` atomically as an ``.npz`` file (``np.load(path)`` reads it:
-    one array per key, such as ``features.0.weight``). Returns ``path``. A ``.safetensors`` or
-    ``.pth`` path is written in that format instead (see :mod:`minicnn.weights`)."""
-    if os.fspath(path).lower().endswith(_OTHER_FORMATS):
-        from minicnn import weights
-        return weights.save(path, model)
-    state = model.state_dict()
-    with atomic_write(path) as f:
-        _write_archive(f, state)
-    return path
-
-
-def load_weights(path, model, strict=True):
-    """Load a file written by :func:`save_weights` (or ``np.savez(path, **state_dict)``, or the
-    model part of a checkpoint) into ``model``. ``strict``: as in ``load_state_dict``; a key or
-    shape mismatch raises :class:`~minicnn.nn.StateDictError` listing them. ``.safetensors``
-    and PyTorch ``.pth`` files load too (:func:`minicnn.weights.load`, which also returns a
-    report of every key that did not fit)."""
-    path = os.fspath(path)
-    if path.lower().endswith(_OTHER_FORMATS):
-        from minicnn import weights
-        from minicnn.nn.module import IncompatibleKeys
-        report = weights.load(model, path, strict=strict)
-        return IncompatibleKeys(report.missing, report.unexpected)
-    state, _ = _read_weights_archive(path)
-    try:
-        return model.load_state_dict(state, strict=strict)
-    except StateDictError as exc:
-        raise StateDictError(f"{path!r} does not fit this model. {exc}", exc.missing_keys,
-                             exc.unexpected_keys, exc.mismatched) from None

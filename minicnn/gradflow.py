@@ -44,7 +44,7 @@ import numpy as np
 import minicnn.nn as nn
 from minicnn import backend
 from minicnn.autograd import Tensor, is_grad_enabled, no_grad
-from minicnn.checkpoint import atomic_write
+from minicnn.serialization import atomic_write
 from minicnn.nn import functional as F
 
 __all__ = ["GradFlowRecorder", "record", "summarize", "build_twins", "sweep", "run_gradflow",

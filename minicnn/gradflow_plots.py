@@ -16,7 +16,7 @@ import io
 
 import numpy as np
 
-from minicnn.checkpoint import atomic_write
+from minicnn.serialization import atomic_write
 
 __all__ = ["plot_grad_norms", "plot_grad_bars", "plot_degradation", "plot_jacobian_spectra"]
 

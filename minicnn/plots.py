@@ -8,7 +8,7 @@ per run, so "the deeper plain net is worse even on its training data" is visible
 Drawn with matplotlib's Agg renderer on a figure of its own (no ``pyplot``, so no window opens,
 nothing changes the backend of a notebook, and no figure is left open), and saved atomically.
 """
-from minicnn.checkpoint import atomic_write
+from minicnn.serialization import atomic_write
 
 __all__ = ["plot_history"]
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.autograd import Tensor, no_grad
-from minicnn.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from minicnn.checkpoint import load_checkpoint, save_checkpoint
+from minicnn.serialization import atomic_write
 from minicnn.nn import functional as F
 
 __all__ = ["fit", "evaluate", "TrainingDiverged", "save_history", "new_history"]
@@ -54,7 +55,7 @@ def new_history():
 
 
 def save_history(history, path):
-    """Write ``history`` as JSON, atomically (see :func:`minicnn.checkpoint.atomic_write`)."""
+    """Write ``history`` as JSON, atomically (see :func:`minicnn.serialization.atomic_write`)."""
     with atomic_write(path, mode="w") as f:
         json.dump(history, f, indent=1)
     return path

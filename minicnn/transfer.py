@@ -48,7 +48,7 @@ from collections import OrderedDict
 import numpy as np
 
 import minicnn.nn as nn
-from minicnn.checkpoint import atomic_write
+from minicnn.serialization import atomic_write
 
 __all__ = ["stages", "head_name", "freeze", "unfreeze", "frozen_modules", "replace_head",
            "FeatureExtractor", "param_groups", "report", "TransferReport", "run_experiment",

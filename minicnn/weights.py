@@ -16,7 +16,8 @@ weights file is a dict ``name -> array``; loading is matching names and shapes.
 What each format is:
 
 - ``.npz``: a zip of ``.npy`` arrays, one per key (``np.load`` opens it); what
-  :func:`minicnn.save_weights` writes. A full training checkpoint also loads (its model part).
+  :func:`save_weights` (``mc.save_weights``) writes. A full training checkpoint also loads (its
+  model part).
 - ``.safetensors``: Hugging Face's format, a JSON header (names, dtypes, shapes, offsets) followed
   by the raw bytes; it cannot run code when loaded (a pickle can). Read and written through the
   ``safetensors`` package's NumPy API (``pip install safetensors``).
@@ -31,7 +32,11 @@ unexpected (the file has it, the model does not) and mismatched shapes. ``strict
 default) raises :class:`~minicnn.nn.StateDictError` listing them all before anything is copied;
 ``strict=False`` loads what fits and returns the report. ``exclude=("fc.",)`` leaves keys with
 those prefixes alone on both sides (a new head for fine-tuning keeps its fresh initialisation).
-Every file is written atomically (:func:`minicnn.checkpoint.atomic_write`).
+Every file is written atomically (:func:`minicnn.serialization.atomic_write`).
+
+Two entry points work like ``np.savez``/``load_state_dict`` and are also ``mc.save_weights`` /
+``mc.load_weights``: :func:`save_weights` and :func:`load_weights`. The training checkpoints
+(:mod:`minicnn.checkpoint`) build on this module, never the other way round.
 """
 import io
 import os
@@ -40,11 +45,12 @@ from collections import OrderedDict
 import numpy as np
 
 from minicnn import backend
-from minicnn.checkpoint import CheckpointError, _read_weights_archive, _write_archive, \
-    atomic_write
-from minicnn.nn.module import StateDictError, _checkpoint_array
+from minicnn.nn.module import IncompatibleKeys, StateDictError, _checkpoint_array
+from minicnn.serialization import (CheckpointError, atomic_write, read_archive,
+                                   unpack_checkpoint, write_archive)
 
-__all__ = ["FORMATS", "LoadReport", "read", "save", "load", "compare", "format_of"]
+__all__ = ["FORMATS", "LoadReport", "read", "save", "load", "compare", "format_of",
+           "save_weights", "load_weights"]
 
 #: file extension -> format name
 FORMATS = {".npz": "npz", ".safetensors": "safetensors", ".pth": "torch", ".pt": "torch",
@@ -93,12 +99,24 @@ def _read_with_notes(path, format=None):
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights: no file at {path!r}")
     if fmt == "npz":
-        state, from_checkpoint = _read_weights_archive(path)
+        state, from_checkpoint = _read_npz(path)
         return OrderedDict(state), (["the file is a full training checkpoint: its model part "
                                      "was used"] if from_checkpoint else [])
     if fmt == "safetensors":
         return _read_safetensors(path)
     return _read_torch(path)
+
+
+def _read_npz(path):
+    """``(state, from_checkpoint)`` of an ``.npz`` written by :func:`save_weights` (or
+    ``np.savez``), or the model part of a full checkpoint (``from_checkpoint`` True)."""
+    arrays, metadata = read_archive(path, "weights")
+    if metadata is None:
+        return arrays, False
+    state = unpack_checkpoint(path, arrays, metadata)["model"]
+    if state is None:
+        raise CheckpointError(f"{os.fspath(path)!r} is a checkpoint without model weights")
+    return state, True
 
 
 def _read_safetensors(path):
@@ -192,7 +210,7 @@ def save(path, model_or_state, format=None):
     state = OrderedDict((k, np.require(v, requirements="C")) for k, v in state.items())
     if fmt == "npz":
         data = io.BytesIO()
-        _write_archive(data, state)
+        write_archive(data, state)
     elif fmt == "safetensors":
         _need("safetensors", "writing .safetensors files")
         import safetensors.numpy
@@ -305,3 +323,41 @@ def load(model, path_or_state, strict=True, exclude=(), format=None):
     model.load_state_dict(OrderedDict((key, state[key]) for key in report.loaded),
                           strict=False)
     return report
+
+
+# ---- the two entry points of minicnn's own .npz files (mc.save_weights, mc.load_weights) -------
+
+def _other_format(path):
+    """True for a ``.safetensors``/``.pth``/``.pt``/``.bin`` path: any other name, whatever its
+    extension, is written and read as minicnn's own ``.npz``."""
+    return FORMATS.get(os.path.splitext(os.fspath(path))[1].lower(), "npz") != "npz"
+
+
+def save_weights(path, model):
+    """Write ``model.state_dict()`` atomically as an ``.npz`` file (``np.load(path)`` reads it:
+    one array per key, such as ``features.0.weight``). Returns ``path``. A ``.safetensors`` or
+    ``.pth`` path is written in that format instead (:func:`save`)."""
+    if _other_format(path):
+        return save(path, model)
+    state = model.state_dict()
+    with atomic_write(path) as f:
+        write_archive(f, state)
+    return path
+
+
+def load_weights(path, model, strict=True):
+    """Load a file written by :func:`save_weights` (or ``np.savez(path, **state_dict)``, or the
+    model part of a checkpoint) into ``model``. ``strict``: as in ``load_state_dict``; a key or
+    shape mismatch raises :class:`~minicnn.nn.StateDictError` listing them. ``.safetensors``
+    and PyTorch ``.pth`` files load too (:func:`load`, which also returns a report of every key
+    that did not fit); this returns ``load_state_dict``'s ``(missing_keys, unexpected_keys)``."""
+    path = os.fspath(path)
+    if _other_format(path):
+        report = load(model, path, strict=strict)
+        return IncompatibleKeys(report.missing, report.unexpected)
+    state, _ = _read_npz(path)
+    try:
+        return model.load_state_dict(state, strict=strict)
+    except StateDictError as exc:
+        raise StateDictError(f"{path!r} does not fit this model. {exc}", exc.missing_keys,
+                             exc.unexpected_keys, exc.mismatched) from None

@@ -247,7 +247,7 @@ def test_save_is_atomic_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("minicnn.weights._write_archive", broken)
+    monkeypatch.setattr("minicnn.weights.write_archive", broken)
     with pytest.raises(OSError, match="disk full"):
         weights.save(path, mc.models.lenet5())
     assert path.read_bytes() == old

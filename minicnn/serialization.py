@@ -1,0 +1,223 @@
+"""The files minicnn writes: atomic writes, and the archive that weights files and checkpoints share.
+
+Two kinds of files, one format underneath:
+
+- a WEIGHTS file (:mod:`minicnn.weights`) is a zip archive holding one ``.npy`` member per
+  array, exactly what ``np.savez`` writes (``np.load(path)`` opens it);
+- a CHECKPOINT (:mod:`minicnn.checkpoint`) is the same archive plus a ``metadata.json`` member
+  holding everything else: plain nested data in which every array appears as
+  ``{"__array__": "optimizer/state/0/momentum_buffer"}``, the name of its ``.npy`` member
+  (``unzip -p checkpoint.npz metadata.json | python -m json.tool`` prints it).
+
+No pickle anywhere: loading a file from someone else cannot run their code (a pickle can).
+This module knows the bytes (:func:`write_archive`, :func:`read_archive`), the JSON encoding of
+nested data (:func:`encode`, :func:`decode`) and the checkpoint's format tag and version
+(:func:`unpack_checkpoint`), so that ``weights`` can read the model part of a checkpoint and
+``checkpoint`` can save weights without either importing the other's internals.
+
+Writes are ATOMIC (:func:`atomic_write`): the file is written under a temporary name in the same
+folder, flushed to disk, and only then renamed onto the target. A rename within one folder
+replaces the old file in one step, so a crash, a full disk or Ctrl-C in the middle of a save
+leaves the previous file untouched (at worst a stray ``.*.tmp`` file stays behind after the
+process was killed outright).
+"""
+import contextlib
+import errno
+import json
+import os
+import uuid
+import zipfile
+
+import numpy as np
+
+from minicnn import backend
+
+__all__ = ["CheckpointError", "atomic_write", "write_archive", "read_archive", "encode",
+           "decode", "unpack_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "METADATA"]
+
+#: the ``format`` tag in a checkpoint's metadata, and the newest format version this code reads
+CHECKPOINT_FORMAT = "minicnn-checkpoint"
+CHECKPOINT_VERSION = 1
+#: the archive member holding a checkpoint's metadata
+METADATA = "metadata.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or weights file that cannot be read, or that does not fit what it is
+    loaded into. The message names the file."""
+
+
+# ---- atomic writes ------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """``with atomic_write(path) as f: f.write(...)``: ``path`` gets the new contents all at
+    once, or (on any error) keeps its old contents.
+
+    The data goes to a temporary file next to ``path``; on success it is flushed and fsynced
+    (so it is on the disk, not only in the operating system's cache), renamed onto ``path`` with
+    ``os.replace`` (atomic within one file system), and the folder is fsynced so the rename
+    itself survives a power cut. On an error the temporary file is removed and the error raised.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory,
+                             f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    # O_EXCL: never write into someone else's file; 0o666 lets the umask decide permissions,
+    # as for any new file (tempfile.mkstemp would make it private to the owner)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 0o666)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # also KeyboardInterrupt: never leave a half-written file behind
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make a rename inside ``directory`` durable (POSIX; a no-op where folders cannot be
+    opened, as on Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---- the archive: .npy members plus metadata.json -----------------------------------------------
+
+def write_archive(f, arrays, metadata=None):
+    """Write ``arrays`` (name -> ndarray) as ``name.npy`` members of a zip into the open binary
+    file ``f``, as ``np.savez`` does, plus ``metadata.json`` when given.
+    ``allow_pickle=False``: object arrays are refused."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        if metadata is not None:
+            archive.writestr(METADATA, json.dumps(metadata))
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+
+
+def read_archive(path, what):
+    """``(arrays, metadata or None)`` from a file written by :func:`write_archive`; ``what``
+    ('checkpoint', 'weights') names the kind of file in the error messages.
+
+    Every way a file can be damaged (missing end of the zip, a flipped byte caught by the zip's
+    CRC-32 checksums, a short array, broken JSON) becomes one :class:`CheckpointError` naming
+    the file, instead of a traceback from deep inside zipfile or NumPy.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, f"no {what} file at {path!r}", path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            metadata = None
+            if METADATA in names:
+                metadata = json.loads(archive.read(METADATA).decode("utf-8"))
+            arrays = {}
+            for name in names:
+                if name.endswith(".npy"):
+                    with archive.open(name) as member:
+                        arrays[name[:-len(".npy")]] = np.lib.format.read_array(
+                            member, allow_pickle=False)
+    except (PermissionError, IsADirectoryError):
+        raise  # the file system's own message says it best
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError,
+            UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path!r} is not a readable minicnn {what}: it is truncated or corrupt (a save or "
+            f"copy that did not finish?), or not such a file at all. Details: "
+            f"{type(exc).__name__}: {exc}") from exc
+    return arrays, metadata
+
+
+# ---- nested Python data <-> JSON + arrays -------------------------------------------------------
+
+def encode(value, name, arrays):
+    """Return ``value`` as JSON-ready data, moving every array into ``arrays``.
+
+    An array becomes ``{"__array__": member_name}``; a tuple ``{"__tuple__": [...]}`` (so Adam's
+    ``betas`` come back as a tuple); a dict with non-string keys (the optimiser numbers its
+    parameters 0, 1, 2...) ``{"__items__": [[key, value], ...]}``. ``name`` is the path to the
+    value, used to name its arrays.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value  # NOTE: np.float64 is a float subclass; JSON keeps all its digits
+    if isinstance(value, (np.ndarray, np.generic)) or backend.device_of(value) == "cuda":
+        member = name or "array"
+        while member in arrays:  # two paths that spell the same name: keep both
+            member += "_"
+        arrays[member] = backend.to_numpy(value) if not isinstance(value, np.generic) \
+            else np.asarray(value)
+        if isinstance(value, np.generic):  # a NumPy scalar such as np.float32(2.0)
+            return {"__array__": member, "scalar": True}
+        return {"__array__": member}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(v, f"{name}/{i}", arrays) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [encode(v, f"{name}/{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        prefix = f"{name}/" if name else ""
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: encode(v, prefix + k, arrays) for k, v in value.items()}
+        return {"__items__": [[encode(k, f"{prefix}key{i}", arrays),
+                               encode(v, f"{prefix}{k}", arrays)]
+                              for i, (k, v) in enumerate(value.items())]}
+    raise TypeError(
+        f"cannot store {name or 'a value'} in a checkpoint: a {type(value).__name__} is not an "
+        "array, number, string, bool, None, list, tuple or dict (minicnn checkpoints hold plain "
+        "data only, never pickled objects)")
+
+
+def decode(value, arrays):
+    """The inverse of :func:`encode`."""
+    if isinstance(value, list):
+        return [decode(v, arrays) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__array__" in value:
+        array = arrays[value["__array__"]]
+        return array[()] if value.get("scalar") else array
+    if "__tuple__" in value:
+        return tuple(decode(v, arrays) for v in value["__tuple__"])
+    if "__items__" in value:
+        return {decode(k, arrays): decode(v, arrays) for k, v in value["__items__"]}
+    return {k: decode(v, arrays) for k, v in value.items()}
+
+
+def unpack_checkpoint(path, arrays, metadata):
+    """The saved Python data of a checkpoint read by :func:`read_archive`, with the file's
+    ``version``, ``minicnn_version``, ``created``, ``optimizer_class`` and ``scheduler_class``
+    added; checks the metadata's format tag and version first."""
+    if metadata is None or metadata.get("format") != CHECKPOINT_FORMAT:
+        hint = (" It holds only arrays: a weights file from save_weights? Load it with "
+                "load_weights(path, model).") if metadata is None else ""
+        raise CheckpointError(f"{os.fspath(path)!r} is not a minicnn checkpoint (no "
+                              f"'{METADATA}' of format {CHECKPOINT_FORMAT!r} inside).{hint}")
+    if metadata.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{os.fspath(path)!r} was written by a newer minicnn ({metadata.get('minicnn_version')}"
+            f", checkpoint format {metadata['version']}); this one reads format "
+            f"{CHECKPOINT_VERSION}. Upgrade minicnn to load it.")
+    try:
+        contents = decode(metadata["contents"], arrays)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{os.fspath(path)!r}: the checkpoint's metadata does not match "
+                              f"its arrays ({type(exc).__name__}: {exc}); the file is damaged"
+                              ) from exc
+    for key in ("version", "minicnn_version", "created", "optimizer_class", "scheduler_class"):
+        contents[key] = metadata.get(key)
+    return contents
