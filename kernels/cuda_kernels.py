@@ -9,14 +9,13 @@ module holds:
   table, the nvcc compile check (``kernels/nvcc_check.py``) instantiates the kernels by it, and
   ``tests/test_cuda_kernels.py`` checks it against the sources, so a kernel renamed or an argument
   added in a ``.cu`` file cannot go unnoticed;
-* :func:`plan`, which turns a kernel name, a dtype and the arguments into a :class:`Launch`
-  (name expression, grid, block, typed argument tuple). It needs no GPU: the host-side test
-  harness and :func:`minicnn.cuda.show_kernel` use the same plans as the GPU;
-* :func:`module` (``cupy.RawModule`` per ``.cu`` file, compiled by NVRTC on first use and cached)
-  and :func:`launch`;
-* the GPU twins of the NumPy references: :func:`im2col`, :func:`col2im`,
-  :func:`max_pool2d_forward`, ... with the arguments of ``kernels/im2col.py`` and
-  ``kernels/pooling.py``, which call them for CuPy arrays.
+* :func:`launch`, the one launch helper every CUDA twin calls (``im2col_cuda`` in
+  ``kernels/im2col.py``, ``max_pool2d_forward_cuda`` in ``kernels/pooling.py``, ...): it takes
+  the kernel's name, the image geometry and the arrays by name, types the arguments by the table
+  and the grid by the output's size (:func:`plan`), compiles the ``.cu`` file on first use
+  (:func:`module`: ``cupy.RawModule``, NVRTC, cached) and runs the kernel. :func:`plan` needs
+  no GPU: the host-side test harness (which swaps :func:`launch` for a CPU run of the same
+  plan) and :func:`minicnn.cuda.show_kernel` use it too.
 """
 import dataclasses
 import functools
@@ -150,11 +149,23 @@ class Launch:
 _INT_RANGE = {"int": (np.int32, 2 ** 31 - 1), "long long": (np.int64, 2 ** 63 - 1)}
 
 
-def plan(kernel, dtype, **args):
-    """The :class:`Launch` of ``kernel`` for ``dtype`` with the named ``args`` (every argument of
-    the kernel, arrays and scalars). Scalars are range-checked and typed by :data:`KERNELS`;
-    arrays are passed through (:func:`launch` checks them)."""
+def plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype=None,
+         total=None, **arrays):
+    """The :class:`Launch` of ``kernel`` (any of :data:`KERNELS`: they share the image
+    arguments) for an input image of ``image_shape`` (N, H, W, C), ``output_size`` (OH, OW)
+    output pixels, the pairs ``kernel_size``, ``stride``, ``padding``, and the kernel's arrays
+    by name. One thread per element of the output array (``KernelSpec.output``), whose dtype
+    is the template's ``T``; ``dtype`` and ``total`` stand in for them when the arrays are None
+    (:func:`minicnn.cuda.show_kernel`). Scalars are range-checked and typed by the table; arrays
+    are passed through (:func:`launch` checks them)."""
     spec = KERNELS[kernel]
+    output = arrays.get(spec.output)
+    dtype = np.dtype(output.dtype if dtype is None else dtype)
+    total = output.size if total is None else total
+    N, H, W, C = (int(s) for s in image_shape)
+    (KH, KW), (sH, sW), (pH, pW), (OH, OW) = kernel_size, stride, padding, output_size
+    args = dict(arrays, total=int(total), H=H, W=W, C=C, KH=KH, KW=KW, sH=sH, sW=sW, pH=pH,
+                pW=pW, OH=OH, OW=OW)
     names = [name for _, name in spec.args]
     missing, extra = set(names) - set(args), set(args) - set(names)
     if missing or extra:
@@ -168,12 +179,11 @@ def plan(kernel, dtype, **args):
                 raise ValueError(f"{kernel}: {name}={value} does not fit the kernel's {ctype}")
             value = np_type(value)
         typed.append(value)
-    total = int(args["total"])
-    grid = max(1, -(-total // BLOCK))
+    grid = max(1, -(-int(total) // BLOCK))
     if grid > 2 ** 31 - 1:
         raise ValueError(f"{kernel}: {total} elements need more than 2^31-1 blocks")
-    return Launch(kernel, np.dtype(dtype), name_expression(kernel, dtype), grid, BLOCK, total,
-                  tuple(typed), dict(args))
+    return Launch(kernel, dtype, name_expression(kernel, dtype), grid, BLOCK, int(total),
+                  tuple(typed), args)
 
 
 def thread_index(kernel, i, args):
@@ -204,17 +214,23 @@ def module(file):
                           name_expressions=name_expressions(file))
 
 
-def launch(p):
-    """Run the planned launch ``p`` (a :class:`Launch`) on the current GPU: one thread per
-    output element, nothing to do for 0 elements. Its arrays must be C-contiguous CuPy arrays of
-    the kernel's types (checked here: a wrong pointer type would not fail, it would compute
-    garbage)."""
+def launch(kernel, image_shape, output_size, kernel_size, stride, padding, **arrays):
+    """Run the CUDA kernel ``kernel`` on the current GPU, one thread per output element: the
+    launch every CUDA twin calls. Arguments as for :func:`plan`; the arrays must be C-contiguous
+    CuPy arrays of the kernel's types (checked here: a wrong pointer type would not fail, it
+    would compute garbage). Returns the :class:`Launch`.
+
+    NOTE: ``host_harness.emulate`` replaces this function (the module attribute), so the twins
+    must call it as ``cuda_kernels.launch``, never bind it at import.
+    """
+    p = plan(kernel, image_shape, output_size, kernel_size, stride, padding, **arrays)
     if p.total == 0:
         return p
-    for (ctype, name), value in zip(KERNELS[p.kernel].args, p.args):
+    spec = KERNELS[kernel]
+    for (ctype, name), value in zip(spec.args, p.args):
         if ctype.endswith("*"):
-            check_array(p.kernel, ctype, name, value, p.dtype)
-    function = module(KERNELS[p.kernel].file).get_function(p.name)
+            check_array(kernel, ctype, name, value, p.dtype)
+    function = module(spec.file).get_function(p.name)   # compiled on first use, then cached
     function((p.grid,), (p.block,), p.args)
     return p
 
@@ -255,76 +271,3 @@ def kernel_source(kernel):
     while start > 1 and lines[start - 2].startswith("//"):
         start -= 1
     return "\n".join(lines[start - 1:end + 1]) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# The GPU twins of the NumPy references (argument conventions of kernels/im2col.py and
-# kernels/pooling.py)
-# ---------------------------------------------------------------------------------------------
-
-def image_plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype, total,
-               **arrays):
-    """The launch of ``kernel`` (any of :data:`KERNELS`: they share the image arguments) for an
-    input image of ``image_shape`` (N, H, W, C), output pixels ``output_size`` (OH, OW), pairs
-    ``kernel_size``, ``stride``, ``padding``, and ``total`` output elements."""
-    N, H, W, C = (int(s) for s in image_shape)
-    (KH, KW), (sH, sW), (pH, pW), (OH, OW) = kernel_size, stride, padding, output_size
-    return plan(kernel, dtype, total=int(total), H=H, W=W, C=C, KH=KH, KW=KW, sH=sH, sW=sW,
-                pH=pH, pW=pW, OH=OH, OW=OW, **arrays)
-
-
-def im2col_plan(x, cols, kernel_size, stride, padding, output_size):
-    """The launch of ``im2col_nhwc`` for image ``x`` (N, H, W, C) into ``cols``."""
-    return image_plan("im2col_nhwc", x.shape, output_size, kernel_size, stride, padding,
-                      x.dtype, cols.size, x=x, cols=cols)
-
-
-def col2im_plan(cols, image, kernel_size, stride, padding, output_size):
-    """The launch of ``col2im_nhwc`` for columns ``cols`` into ``image`` (N, H, W, C)."""
-    return image_plan("col2im_nhwc", image.shape, output_size, kernel_size, stride, padding,
-                      cols.dtype, image.size, cols=cols, image=image)
-
-
-def im2col(x, kernel_size, stride, padding, output_size, out):
-    """im2col of the C-contiguous CuPy image ``x`` (N, H, W, C) into ``out`` (N*OH*OW,
-    KH*KW*C)."""
-    p = im2col_plan(x, out, kernel_size, stride, padding, output_size)
-    launch(p)
-    return out
-
-
-def col2im(cols, kernel_size, stride, padding, output_size, out):
-    """col2im (gather) of the C-contiguous CuPy ``cols`` into ``out`` (N, H, W, C)."""
-    p = col2im_plan(cols, out, kernel_size, stride, padding, output_size)
-    launch(p)
-    return out
-
-
-def max_pool2d_forward(x, kernel_size, stride, padding, output_size, y, indices):
-    """Max pooling of the C-contiguous ``x`` (N, H, W, C) into ``y`` and int32 ``indices``
-    (N, OH, OW, C)."""
-    p = image_plan("max_pool2d_forward_nhwc", x.shape, output_size, kernel_size, stride,
-                   padding, x.dtype, y.size, x=x, y=y, indices=indices)
-    launch(p)
-
-
-def max_pool2d_backward(gy, indices, kernel_size, stride, padding, gx):
-    """Gradient of max pooling: ``gy`` and ``indices`` (N, OH, OW, C) -> ``gx`` (N, H, W, C)."""
-    p = image_plan("max_pool2d_backward_nhwc", gx.shape, gy.shape[1:3], kernel_size, stride,
-                   padding, gy.dtype, gx.size, gy=gy, indices=indices, gx=gx)
-    launch(p)
-
-
-def avg_pool2d_forward(x, kernel_size, stride, padding, divisors, y):
-    """Average pooling of ``x`` (N, H, W, C) into ``y`` (N, OH, OW, C); ``divisors`` (OH, OW)
-    a C-contiguous CuPy array of x's dtype."""
-    p = image_plan("avg_pool2d_forward_nhwc", x.shape, divisors.shape, kernel_size, stride,
-                   padding, x.dtype, y.size, x=x, divisors=divisors, y=y)
-    launch(p)
-
-
-def avg_pool2d_backward(gy, kernel_size, stride, padding, divisors, gx):
-    """Gradient of average pooling: ``gy`` (N, OH, OW, C) -> ``gx`` (N, H, W, C)."""
-    p = image_plan("avg_pool2d_backward_nhwc", gx.shape, divisors.shape, kernel_size, stride,
-                   padding, gy.dtype, gx.size, gy=gy, divisors=divisors, gx=gx)
-    launch(p)

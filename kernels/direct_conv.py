@@ -19,16 +19,16 @@ thrown away). The weight gradient is the same walk backwards, a dot product per 
     gw[oc, 0, kh, kw] = sum over n, oh, ow of gy[n, oh, ow, oc] * x_padded[n, oh + kh, ow + kw]
 
 Each kernel comes twice: a readable NumPy reference (one strided slice per tap, any array module;
-what the tests compare against) and its numba twin (serial and ``nogil``: ``minicnn/ops/conv.py``
-runs it on chunks of the batch on its worker threads, as it does im2col).
+what the tests compare against) and its numba twin (serial and ``nogil``: the convolution engine
+runs it on chunks of the batch on its worker threads, as it does im2col; see the threading policy
+in ``kernels/__init__.py``). There is no CUDA twin and no public entry point that chooses one:
+only the engine's fast lane calls the numba twin; the GPU and the reference lane use im2col.
 """
 import numpy as np
 from numba import njit
 
-
-def output_size(size, kernel, padding):
-    """Output length along one axis at stride 1."""
-    return size + 2 * padding - kernel + 1
+from minicnn import backend
+from minicnn.kernels.geometry import conv_output_size
 
 
 def _check(x, w):
@@ -44,12 +44,7 @@ def _check(x, w):
 def _padded(x, padding):
     pH, pW = padding
     return x[:, :, :, 0] if (pH, pW) == (0, 0) else \
-        _xp(x).pad(x[:, :, :, 0], ((0, 0), (pH, pH), (pW, pW)))
-
-
-def _xp(a):
-    from minicnn import backend
-    return backend.get_array_module(a)
+        backend.get_array_module(x).pad(x[:, :, :, 0], ((0, 0), (pH, pH), (pW, pW)))
 
 
 def conv2d_direct_reference(x, w, b, padding):
@@ -57,7 +52,7 @@ def conv2d_direct_reference(x, w, b, padding):
     ``b (OC,)`` or None, stride 1: one shifted slice of the padded image per tap."""
     _check(x, w)
     OC, _, KH, KW = w.shape
-    xp = _xp(x)
+    xp = backend.get_array_module(x)
     xpad = _padded(x, padding)                                     # (N, Hp, Wp)
     OH, OW = xpad.shape[1] - KH + 1, xpad.shape[2] - KW + 1
     y = xp.zeros((x.shape[0], OH, OW, OC), dtype=x.dtype)
@@ -74,7 +69,7 @@ def conv2d_direct_weight_grad_reference(x, gy, kernel_size, padding):
     per tap, the sum of ``gy`` times the image slice under it."""
     KH, KW = kernel_size
     OH, OW, OC = gy.shape[1:]
-    xp = _xp(x)
+    xp = backend.get_array_module(x)
     xpad = _padded(x, padding)
     gw = xp.empty((OC, 1, KH, KW), dtype=gy.dtype)
     for kh in range(KH):
@@ -156,7 +151,7 @@ def conv2d_direct_numba(x, w, b, padding, out=None):
     _check(x, w)
     N, H, W, _ = x.shape
     OC, _, KH, KW = w.shape
-    OH, OW = output_size(H, KH, padding[0]), output_size(W, KW, padding[1])
+    OH, OW = conv_output_size(H, KH, 1, padding[0]), conv_output_size(W, KW, 1, padding[1])
     y = np.empty((N, OH, OW, OC), dtype=x.dtype) if out is None else out
     bias = np.zeros(OC, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     return _conv2d_direct(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, padding[0],

@@ -12,10 +12,14 @@ pass, split over the cores. Backward reads the forward's *output* ``y`` (``y > 0
 The twins walk the arrays as flat buffers in memory order, which is only correct when every
 array has the same layout (same strides) and no gaps: that holds for the channels-last
 activations of the conv engine and for C-ordered arrays, and :func:`_dense_alike` checks it;
-any other case (views with gaps, mixed layouts, GPU arrays) takes the reference.
+any other case (views with gaps, mixed layouts) takes the reference. There is no CUDA twin: on
+the GPU, CuPy runs the reference. The public entry points run the twin ``kernels/dispatch.py``
+chooses (so the reference lane takes the reference too).
 """
 import numpy as np
 from numba import njit, prange
+
+from minicnn.kernels.dispatch import choose_twin
 
 
 #: below this many elements the thread start-up costs more than it saves: numba runs serially
@@ -80,7 +84,7 @@ def _dense_alike(*arrays):
 
 def relu_forward(x):
     """``max(x, 0)``, the numba twin for dense NumPy arrays (the result has ``x``'s layout)."""
-    if not _dense_alike(x):  # also every non-NumPy (GPU) array
+    if choose_twin(x, numba=_dense_alike(x)) != "numba":  # reference lane, CuPy, gaps
         return relu_forward_reference(x)
     y = np.empty_like(x)  # order 'K': the same strides as x, since x is dense
     kernel = _relu_forward_parallel if x.size >= _PARALLEL_MIN else _relu_forward_serial
@@ -90,7 +94,7 @@ def relu_forward(x):
 
 def relu_backward(gy, y):
     """The ReLU input gradient from ``gy`` and the forward's output ``y``."""
-    if not _dense_alike(gy, y):
+    if choose_twin(gy, numba=_dense_alike(gy, y)) != "numba":
         return relu_backward_reference(gy, y)
     gx = np.empty_like(gy)
     kernel = _relu_backward_parallel if gy.size >= _PARALLEL_MIN else _relu_backward_serial

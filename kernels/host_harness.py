@@ -14,10 +14,11 @@ arrays, or an integer overflow in the index arithmetic, aborts the run.
 
 The entry points, their argument types and their order come from ``cuda_kernels.KERNELS``, the
 table the GPU launches use, and the launches themselves are the runtime's :class:`Launch` plans
-(grid, block, typed scalars). :func:`emulate` swaps ``cuda_kernels.launch`` for :func:`run`, so the
-*_cuda functions of ``kernels/im2col.py`` and ``kernels/pooling.py`` run end to end on NumPy
-arrays, kernel code included. What this cannot check: NVRTC/nvcc's device compilation (that is
-``nvcc_check``), memory coalescing and speed, and anything about the real GPU's memory model.
+(grid, block, typed scalars). :func:`emulate` swaps ``cuda_kernels.launch`` for :func:`run` of
+the same plan, so the *_cuda functions of ``kernels/im2col.py`` and ``kernels/pooling.py`` run
+end to end on NumPy arrays, kernel code included. What this cannot check: NVRTC/nvcc's device
+compilation (that is ``nvcc_check``), memory coalescing and speed, and anything about the real
+GPU's memory model.
 """
 import contextlib
 import hashlib
@@ -207,7 +208,11 @@ def emulate(exe=None, reverse=False):
     is replaced), so ``im2col_cuda(numpy_array, ...)`` runs the CUDA kernel's code on the CPU."""
     exe = exe or build()
     original = cuda_kernels.launch
-    cuda_kernels.launch = lambda p: run(p, exe, reverse)
+
+    def launch_on_the_cpu(kernel, *geometry, **arrays):
+        return run(cuda_kernels.plan(kernel, *geometry, **arrays), exe, reverse)
+
+    cuda_kernels.launch = launch_on_the_cpu
     try:
         yield exe
     finally:

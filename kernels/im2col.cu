@@ -8,8 +8,8 @@
 //
 // (0 where that pixel lies in the padding). Row (n, oh, ow) is (n*OH + oh)*OW + ow, column
 // (kh, kw, c) is (kh*KW + kw)*C + c. Both kernels are templates over the element type T (float or
-// double); minicnn/kernels/cuda_kernels.py loads this file with cupy.RawModule and asks for the
-// instantiations by name ("im2col_nhwc<float>", ...).
+// double); kernels/cuda_kernels.py (minicnn.kernels) launches them through cupy.RawModule, by the
+// instantiations' names ("im2col_nhwc<float>", ...).
 //
 // Each kernel runs ONE THREAD PER OUTPUT ELEMENT: thread i = blockIdx.x*blockDim.x + threadIdx.x
 // writes element i of the C-contiguous output and nothing else, so no two threads ever write the

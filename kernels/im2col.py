@@ -6,8 +6,8 @@ Layout. minicnn's convolution works on channels-last images ``x`` of shape ``(N,
 
     OH = (H + 2*pH - KH) // sH + 1        OW = (W + 2*pW - KW) // sW + 1
 
-pixels per column and row, and im2col builds the column matrix (one row per output pixel, one
-column per weight of a filter)::
+pixels per column and row (``kernels/geometry.py``), and im2col builds the column matrix (one
+row per output pixel, one column per weight of a filter)::
 
     cols[(n, oh, ow), (kh, kw, c)] = x[n, oh*sH - pH + kh, ow*sW - pW + kw, c]
 
@@ -49,26 +49,24 @@ times slower, while the serial copy of an in-cache chunk already runs close to `
 
 * a CUDA C twin (``*_cuda``, source in ``kernels/im2col.cu``), what the GPU runs for CuPy
   arrays: one thread per output element, col2im as a gather (each thread sums the column entries
-  of its own pixel, so no atomics). Launched through ``kernels/cuda_kernels.py``.
+  of its own pixel, so no atomics). :func:`im2col_cuda` hands the kernel's name, the geometry
+  and the arrays to ``cuda_kernels.launch``, which runs it.
 
-:func:`im2col` and :func:`col2im` choose the version for an array.
+:func:`im2col` and :func:`col2im` run the twin that ``kernels/dispatch.py`` chooses.
 """
 import numpy as np
 from numba import njit
 
 from minicnn import backend
 from minicnn.kernels import cuda_kernels
-
-
-def output_size(size, kernel, stride, padding):
-    """Output length along one axis: ``(size + 2*padding - kernel) // stride + 1``."""
-    return (size + 2 * padding - kernel) // stride + 1
+from minicnn.kernels.dispatch import choose_twin
+from minicnn.kernels.geometry import conv_output_size
 
 
 def _sizes(shape, kernel_size, stride, padding):
     N, H, W, C = shape
     (KH, KW), (sH, sW), (pH, pW) = kernel_size, stride, padding
-    return N, H, W, C, output_size(H, KH, sH, pH), output_size(W, KW, sW, pW)
+    return N, H, W, C, conv_output_size(H, KH, sH, pH), conv_output_size(W, KW, sW, pW)
 
 
 def _check_out(out, shape, dtype, what):
@@ -242,7 +240,8 @@ def im2col_cuda(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
     ``im2col_nhwc``, one thread per element of the column matrix."""
     xp = backend.get_array_module(x)
     OH, OW, out = _im2col_output(xp, x, kernel_size, stride, padding, out)
-    cuda_kernels.im2col(xp.ascontiguousarray(x), kernel_size, stride, padding, (OH, OW), out)
+    cuda_kernels.launch("im2col_nhwc", x.shape, (OH, OW), kernel_size, stride, padding,
+                        x=xp.ascontiguousarray(x), cols=out)
     return out
 
 
@@ -251,29 +250,33 @@ def col2im_cuda(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), o
     ``col2im_nhwc``, one thread per image element gathering its column entries."""
     xp = backend.get_array_module(cols)
     OH, OW, out = _col2im_output(xp, cols, image_shape, kernel_size, stride, padding, out)
-    cuda_kernels.col2im(xp.ascontiguousarray(cols), kernel_size, stride, padding, (OH, OW), out)
+    cuda_kernels.launch("col2im_nhwc", out.shape, (OH, OW), kernel_size, stride, padding,
+                        cols=xp.ascontiguousarray(cols), image=out)
     return out
 
 
 # ---------------------------------------------------------------------------------------------
-# Dispatch: the one place that picks a version per array module
+# Public entry points: the twin chosen by kernels/dispatch.py
 # ---------------------------------------------------------------------------------------------
 
 def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
-    """Column matrix of the channels-last image ``x``: numba for NumPy arrays, the CUDA kernel
-    for float32/float64 CuPy arrays (the reference for any other dtype)."""
-    if isinstance(x, np.ndarray):
-        return im2col_numba(x, kernel_size, stride, padding, out)
-    if x.dtype in cuda_kernels.CTYPES:
+    """Column matrix of the channels-last image ``x``: the twin :func:`choose_twin` picks (numba
+    for NumPy arrays, CUDA for float32/float64 CuPy arrays, the reference in the reference
+    lane)."""
+    twin = choose_twin(x)
+    if twin == "reference":
+        return im2col_reference(x, kernel_size, stride, padding, out)
+    if twin == "cuda":
         return im2col_cuda(x, kernel_size, stride, padding, out)
-    return im2col_reference(x, kernel_size, stride, padding, out)
+    return im2col_numba(x, kernel_size, stride, padding, out)
 
 
 def col2im(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
-    """Image of shape ``image_shape`` (N, H, W, C) summed from the column matrix ``cols`` (numba
-    for NumPy arrays, the CUDA kernel for float32/float64 CuPy arrays)."""
-    if isinstance(cols, np.ndarray):
-        return col2im_numba(cols, image_shape, kernel_size, stride, padding, out)
-    if cols.dtype in cuda_kernels.CTYPES:
+    """Image of shape ``image_shape`` (N, H, W, C) summed from the column matrix ``cols`` (the
+    twin :func:`choose_twin` picks)."""
+    twin = choose_twin(cols)
+    if twin == "reference":
+        return col2im_reference(cols, image_shape, kernel_size, stride, padding, out)
+    if twin == "cuda":
         return col2im_cuda(cols, image_shape, kernel_size, stride, padding, out)
-    return col2im_reference(cols, image_shape, kernel_size, stride, padding, out)
+    return col2im_numba(cols, image_shape, kernel_size, stride, padding, out)

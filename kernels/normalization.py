@@ -18,12 +18,16 @@ layout). With ``B == 1`` the kernels run along rows, vectorised over channels an
 chunks of rows; otherwise along each ``(a, c)`` plane, parallel over planes.
 
 Each kernel has a readable array-module version (``*_reference``, NumPy or CuPy) that the tests
-compare the numba twin with, and that non-CPU arrays use.
+compare the numba twin with. There is no CUDA twin: on the GPU, CuPy runs the reference (its
+reductions and element-wise expressions are already single GPU kernels). The public entry
+points run the twin ``kernels/dispatch.py`` chooses, so the reference lane and CuPy arrays take
+the reference.
 """
 import numpy as np
 from numba import njit, prange
 
 from minicnn import backend
+from minicnn.kernels.dispatch import choose_twin
 
 #: let LLVM reorder the additions of a reduction (so it can vectorise them); nothing else
 _FAST = {"reassoc", "contract"}
@@ -145,7 +149,7 @@ def _sum_and_dot(gy, x, mean, n_chunks):
 
 def channel_sums(x):
     """Per-channel ``(sum(x), sum(x*x))`` of ``x`` (A, C, B), float64 (C,) arrays."""
-    if not on_cpu(x):
+    if choose_twin(x) != "numba":  # the reference lane, or CuPy (no CUDA twin)
         return channel_sums_reference(x)
     s, ss = _sum_and_sumsq(x, _chunks(x.shape[0]))
     return s.sum(axis=0), ss.sum(axis=0)
@@ -159,7 +163,7 @@ def channel_sums_reference(x):
 
 def grad_sums(gy, x, mean):
     """Per-channel ``(sum(gy), sum(gy * (x - mean)))`` of (A, C, B) arrays, float64."""
-    if not on_cpu(x):
+    if choose_twin(x) != "numba":
         return grad_sums_reference(gy, x, mean)
     s, sd = _sum_and_dot(gy, x, mean, _chunks(x.shape[0]))
     return s.sum(axis=0), sd.sum(axis=0)
@@ -216,7 +220,7 @@ def _combine(gy, x, mean, a_coef, b_coef, d_coef, out, n_chunks):
 
 def normalize(x, mean, scale, shift, out):
     """``out = (x - mean) * scale + shift`` per channel, all (A, C, B) / (C,) in x's dtype."""
-    if not on_cpu(x):
+    if choose_twin(x) != "numba":
         out[...] = normalize_reference(x, mean, scale, shift)
         return out
     _normalize(x, mean, scale, shift, out, _chunks(x.shape[0]))
@@ -230,7 +234,7 @@ def normalize_reference(x, mean, scale, shift):
 
 def combine(gy, x, mean, a, b, d, out):
     """``out = a * gy + b * (x - mean) + d`` per channel (the batch-norm input gradient)."""
-    if not on_cpu(x):
+    if choose_twin(x) != "numba":
         out[...] = combine_reference(gy, x, mean, a, b, d)
         return out
     _combine(gy, x, mean, a, b, d, out, _chunks(x.shape[0]))
@@ -242,8 +246,3 @@ def combine_reference(gy, x, mean, a, b, d):
     per_channel = [v[None, :, None] for v in (mean, a, b, d)]
     mean, a, b, d = per_channel
     return a * gy + b * (x - mean) + d
-
-
-def on_cpu(x):
-    """True when the numba kernels apply (NumPy arrays)."""
-    return backend.device_of(x) == "cpu"

@@ -15,7 +15,7 @@
 // into its pixels, which would need atomicAdd where windows overlap). The per-element work is a
 // __host__ __device__ function; tests/test_cuda_kernels.py runs these same functions on the CPU
 // (host compiler, blockIdx/threadIdx emulated) and compares them with the NumPy references.
-// Templates over T = float or double, instantiated by name from minicnn/kernels/cuda_kernels.py.
+// Templates over T = float or double, instantiated by name from kernels/cuda_kernels.py.
 
 // Window extent along one axis: the real input rows [lo, hi) of the window that starts at
 // `start` (= o*s - p); empty when the window lies in the padding only.

@@ -24,8 +24,9 @@ padded input (``count_include_pad=True``), by the number of real input elements
 Layout of the numba and CUDA twins: they take C-contiguous arrays of shape ``(N, H, W, C)``.
 An image in channels-last memory (an NCHW-shaped view of an NHWC array, as the convolution
 produces) is passed as it is; a C-contiguous NCHW array is passed as ``(N*C, H, W, 1)`` -- every
-channel plane an image with one channel. Either way, no copy. :func:`to_images` / :func:`from_images` do that, and the
-dispatchers (``max_pool2d_forward`` ...) choose the twin per array module.
+channel plane an image with one channel. Either way, no copy. :func:`to_images` /
+:func:`from_images` do that, and the public entry points (``max_pool2d_forward`` ...) run the
+twin that ``kernels/dispatch.py`` chooses.
 
 Max-pool indices are PyTorch's: ``h * W + w``, the flat position inside the input plane.
 """
@@ -34,6 +35,7 @@ from numba import njit, prange
 
 from minicnn import backend
 from minicnn.kernels import cuda_kernels
+from minicnn.kernels.dispatch import choose_twin
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,20 +195,14 @@ def max_pool2d_backward_numba(gy, indices, gx):
                     gx[n, indices[n, r, q, c], c] += gy[n, r, q, c]
 
 
-def _on_gpu(a):
-    """Does ``a`` go to a CUDA twin? (CuPy arrays of the kernels' dtypes; others take the
-    reference.)"""
-    return backend.device_of(a) == "cuda" and a.dtype in cuda_kernels.CTYPES
-
-
 def max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size, channels_last):
     """CUDA twin of :func:`max_pool2d_forward_reference` (kernel ``max_pool2d_forward_nhwc``);
     NCHW-shaped results in ``x``'s layout, int32 indices."""
     xp = backend.get_array_module(x)  # cupy (numpy only when the kernel runs in host_harness)
     n, c = x.shape[:2]
     images, y, indices = _twin_arrays(xp, x, output_size, channels_last, x.dtype, np.int32)
-    cuda_kernels.max_pool2d_forward(images, kernel_size, stride, padding, output_size, y,
-                                    indices)
+    cuda_kernels.launch("max_pool2d_forward_nhwc", images.shape, output_size, kernel_size,
+                        stride, padding, x=images, y=y, indices=indices)
     return from_images(y, n, c, channels_last), from_images(indices, n, c, channels_last)
 
 
@@ -218,18 +214,20 @@ def max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padd
     n, c, h, w = input_shape
     gy, gx = _twin_arrays(xp, gy, (h, w), channels_last, gy.dtype)
     indices = to_images(indices, channels_last).astype(np.int32, copy=False)
-    cuda_kernels.max_pool2d_backward(gy, indices, kernel_size, stride, padding, gx)
+    cuda_kernels.launch("max_pool2d_backward_nhwc", gx.shape, gy.shape[1:3], kernel_size,
+                        stride, padding, gy=gy, indices=indices, gx=gx)
     return from_images(gx, n, c, channels_last)
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding, output_size, channels_last):
-    """Max pooling on any device: the numba twin for NumPy arrays (in ``x``'s layout), the CUDA
-    twin for CuPy arrays. Returns ``(y, indices)`` as NCHW-shaped arrays."""
-    if _on_gpu(x):
+    """Max pooling on any device, by the twin :func:`choose_twin` picks (numba and CUDA work in
+    ``x``'s layout). Returns ``(y, indices)`` as NCHW-shaped arrays."""
+    twin = choose_twin(x)
+    if twin == "reference":
+        return max_pool2d_forward_reference(x, kernel_size, stride, padding, output_size)
+    if twin == "cuda":
         return max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size,
                                        channels_last)
-    if backend.device_of(x) != "cpu":
-        return max_pool2d_forward_reference(x, kernel_size, stride, padding, output_size)
     n, c = x.shape[:2]
     # outputs allocated by NumPy, not inside numba: NumPy asks for huge pages, which makes the
     # first touch of a fresh multi-megabyte array several times cheaper
@@ -240,12 +238,13 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size, channels_la
 
 def max_pool2d_backward(gy, indices, input_shape, kernel_size, stride, padding, channels_last):
     """Gradient of :func:`max_pool2d_forward` (same dispatch, same layout)."""
-    if _on_gpu(gy):
-        return max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padding,
-                                        channels_last)
-    if backend.device_of(gy) != "cpu":
+    twin = choose_twin(gy)
+    if twin == "reference":
         return max_pool2d_backward_reference(gy, indices, input_shape, kernel_size, stride,
                                              padding)
+    if twin == "cuda":
+        return max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padding,
+                                        channels_last)
     n, c, h, w = input_shape
     gy, gx = _twin_arrays(np, gy, (h, w), channels_last, gy.dtype)
     max_pool2d_backward_numba(gy, to_images(indices, channels_last),
@@ -373,8 +372,9 @@ def avg_pool2d_forward_cuda(x, kernel_size, stride, padding, divisors, channels_
     xp = backend.get_array_module(x)  # cupy (numpy only when the kernel runs in host_harness)
     n, c = x.shape[:2]
     images, y = _twin_arrays(xp, x, divisors.shape, channels_last, x.dtype)
-    cuda_kernels.avg_pool2d_forward(images, kernel_size, stride, padding,
-                                    xp.asarray(divisors, dtype=x.dtype), y)
+    cuda_kernels.launch("avg_pool2d_forward_nhwc", images.shape, divisors.shape, kernel_size,
+                        stride, padding, x=images, divisors=xp.asarray(divisors, dtype=x.dtype),
+                        y=y)
     return from_images(y, n, c, channels_last)
 
 
@@ -385,20 +385,22 @@ def avg_pool2d_backward_cuda(gy, input_shape, kernel_size, stride, padding, divi
     xp = backend.get_array_module(gy)
     n, c, h, w = input_shape
     gy, gx = _twin_arrays(xp, gy, (h, w), channels_last, gy.dtype)
-    cuda_kernels.avg_pool2d_backward(gy, kernel_size, stride, padding,
-                                     xp.asarray(divisors, dtype=gy.dtype), gx)
+    cuda_kernels.launch("avg_pool2d_backward_nhwc", gx.shape, divisors.shape, kernel_size,
+                        stride, padding, gy=gy, divisors=xp.asarray(divisors, dtype=gy.dtype),
+                        gx=gx)
     return from_images(gx, n, c, channels_last)
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding, divisors, channels_last):
-    """Average pooling on any device (numba twin for NumPy arrays, CUDA twin for CuPy arrays);
-    ``divisors`` from :func:`avg_pool2d_divisors`."""
+    """Average pooling on any device, by the twin :func:`choose_twin` picks; ``divisors`` from
+    :func:`avg_pool2d_divisors`."""
     output_size = divisors.shape
-    if _on_gpu(x):
-        return avg_pool2d_forward_cuda(x, kernel_size, stride, padding, divisors, channels_last)
-    if backend.device_of(x) != "cpu":
+    twin = choose_twin(x)
+    if twin == "reference":
         return avg_pool2d_forward_reference(x, kernel_size, stride, padding, output_size,
                                             divisors)
+    if twin == "cuda":
+        return avg_pool2d_forward_cuda(x, kernel_size, stride, padding, divisors, channels_last)
     n, c = x.shape[:2]
     images, y = _twin_arrays(np, x, output_size, channels_last, x.dtype)
     avg_pool2d_forward_numba(images, *kernel_size, *stride, *padding, divisors.astype(x.dtype), y)
@@ -407,12 +409,13 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, divisors, channels_last)
 
 def avg_pool2d_backward(gy, input_shape, kernel_size, stride, padding, divisors, channels_last):
     """Gradient of :func:`avg_pool2d_forward` (same dispatch, same layout)."""
-    if _on_gpu(gy):
-        return avg_pool2d_backward_cuda(gy, input_shape, kernel_size, stride, padding, divisors,
-                                        channels_last)
-    if backend.device_of(gy) != "cpu":
+    twin = choose_twin(gy)
+    if twin == "reference":
         return avg_pool2d_backward_reference(gy, input_shape, kernel_size, stride, padding,
                                              divisors)
+    if twin == "cuda":
+        return avg_pool2d_backward_cuda(gy, input_shape, kernel_size, stride, padding, divisors,
+                                        channels_last)
     n, c, h, w = input_shape
     gy, gx = _twin_arrays(np, gy, (h, w), channels_last, gy.dtype)
     share = gy / divisors.astype(gy.dtype)[None, :, :, None]  # PyTorch divides each gy once

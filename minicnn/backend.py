@@ -18,6 +18,9 @@ import os
 
 import numpy as np
 
+from minicnn import cuda
+from minicnn import threads as _threads
+
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -25,7 +28,7 @@ def get_array_module(*arrays):
     """``cupy`` if any argument is a CuPy array, else ``numpy``. Never imports CuPy itself."""
     for a in arrays:
         if type(a).__module__.startswith("cupy"):
-            import cupy
+            import cupy  # lazy: CuPy is optional and heavy; a CuPy array means it is imported
             return cupy
     return np
 
@@ -47,7 +50,6 @@ def normalize_device(device):
         name = "cuda"
     if name not in DEVICES:
         raise ValueError(f"unknown device {device!r}: expected one of 'cpu', 'cuda', 'auto'")
-    from minicnn import cuda
     if name == "auto":
         return "cuda" if cuda.is_available() else "cpu"
     if name == "cuda" and not cuda.is_available():
@@ -73,7 +75,7 @@ def to_device(array, device):
         return array
     if device == "cpu":
         return array.get()
-    import cupy
+    import cupy  # lazy (optional, heavy); normalize_device made sure a GPU works
     return cupy.asarray(array)
 
 
@@ -128,9 +130,8 @@ def scatter_add(xp, target, index, values):
     if xp is np:
         np.add.at(target, index, values)
     else:
-        import cupyx
+        import cupyx  # lazy: optional, heavy; target is a CuPy array, so CuPy is loaded
         cupyx.scatter_add(target, index, values)
 
 
-from minicnn import threads as _threads  # noqa: E402  (the CPU threading policy, applied once)
-_threads.apply()
+_threads.apply()  # the CPU threading policy (minicnn/threads.py), applied once

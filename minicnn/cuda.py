@@ -8,12 +8,17 @@ the CUDA runtime for a device and run one tiny computation on it. Nothing here e
 """
 import functools
 
+import numpy as np
+
+from minicnn.kernels import cuda_kernels
+from minicnn.kernels.geometry import conv_output_size
+
 
 @functools.lru_cache(maxsize=1)
 def _probe():
     """(True, "") when a GPU works, else (False, reason). Cached: the answer cannot change."""
     try:
-        import cupy
+        import cupy  # lazy: CuPy is an optional, heavy dependency (seconds to import)
     except Exception as exc:  # not installed, or a broken install
         return False, f"CuPy is not importable: {type(exc).__name__}: {exc}"
     try:
@@ -48,7 +53,7 @@ def device_count():
     """The number of usable CUDA devices (0 without a working GPU)."""
     if not is_available():
         return 0
-    import cupy
+    import cupy  # lazy, as in _probe
     return cupy.cuda.runtime.getDeviceCount()
 
 
@@ -85,7 +90,6 @@ class KernelView:
         return self.launch.thread(i)
 
     def __str__(self):
-        from minicnn.kernels import cuda_kernels
         spec = cuda_kernels.KERNELS[self.kernel]
         g = self.launch.named
         idle = self.grid * self.block - self.total
@@ -128,10 +132,6 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
 
         >>> print(minicnn.cuda.show_kernel("im2col", (64, 28, 28, 1), kernel_size=5, padding=2))
     """
-    import numpy as np
-
-    from minicnn.kernels import cuda_kernels
-    from minicnn.kernels.im2col import output_size
     if name not in KERNEL_VIEWS:
         raise ValueError(f"show_kernel: unknown kernel {name!r}; expected one of "
                          f"{', '.join(KERNEL_VIEWS)}")
@@ -143,7 +143,7 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
     s = pair(stride if stride is not None else (1 if "col" in name else kernel_size))
     p = pair(padding)
     N, H, W, C = (int(v) for v in shape)
-    OH, OW = (output_size(*axis) for axis in zip((H, W), k, s, p))
+    OH, OW = (conv_output_size(*axis) for axis in zip((H, W), k, s, p))
     if min(OH, OW) < 1:
         raise ValueError(f"show_kernel: a {k[0]}x{k[1]} kernel with padding {p} leaves no "
                          f"output for a {H}x{W} input")
@@ -156,6 +156,7 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
     total = int(np.prod(out_shape))
     arrays = {name_: None for ctype, name_ in cuda_kernels.KERNELS[kernel].args
               if ctype.endswith("*")}
-    launch = cuda_kernels.image_plan(kernel, shape, (OH, OW), k, s, p, dtype, total, **arrays)
+    launch = cuda_kernels.plan(kernel, shape, (OH, OW), k, s, p, dtype=dtype, total=total,
+                               **arrays)
     return KernelView(name, launch, N, out_shape, cuda_kernels.kernel_source(kernel),
                       print_source)

@@ -63,25 +63,28 @@ def test_the_signature_check_notices_a_renamed_kernel_and_a_changed_argument():
 def test_plan_types_the_scalars_and_covers_every_element():
     x = np.zeros((2, 5, 5, 3), np.float32)
     cols = np.zeros((2 * 25, 27), np.float32)
-    p = cuda_kernels.im2col_plan(x, cols, (3, 3), (1, 1), (1, 1), (5, 5))
+    p = cuda_kernels.plan("im2col_nhwc", x.shape, (5, 5), (3, 3), (1, 1), (1, 1), x=x, cols=cols)
     assert p.name == "im2col_nhwc<float>" and p.total == cols.size
     assert p.grid * p.block >= p.total > (p.grid - 1) * p.block   # no block without work
     types = [type(a) for a in p.args[2:]]
     assert types == [np.int64] + [np.int32] * 11
     with pytest.raises(ValueError, match="does not fit the kernel's int"):
-        cuda_kernels.plan("im2col_nhwc", np.float32, x=x, cols=cols, total=10, H=2 ** 31, W=1,
-                          C=1, KH=1, KW=1, sH=1, sW=1, pH=0, pW=0, OH=1, OW=1)
+        cuda_kernels.plan("im2col_nhwc", (1, 2 ** 31, 1, 1), (1, 1), (1, 1), (1, 1), (0, 0),
+                          x=x, cols=cols)
     with pytest.raises(TypeError, match="float32 or float64"):
         cuda_kernels.name_expression("im2col_nhwc", np.float16)
     with pytest.raises(TypeError, match="missing"):
-        cuda_kernels.plan("im2col_nhwc", np.float32, x=x)
+        cuda_kernels.plan("im2col_nhwc", x.shape, (5, 5), (3, 3), (1, 1), (1, 1), cols=cols)
+    with pytest.raises(TypeError, match="unknown"):
+        cuda_kernels.plan("im2col_nhwc", x.shape, (5, 5), (3, 3), (1, 1), (1, 1), x=x,
+                          cols=cols, image=cols)
 
 
 def test_launch_refuses_numpy_arrays_before_touching_a_gpu():
     x = np.zeros((1, 3, 3, 1), np.float32)
-    p = cuda_kernels.im2col_plan(x, np.zeros((9, 1), np.float32), (1, 1), (1, 1), (0, 0), (3, 3))
     with pytest.raises(TypeError, match="im2col_nhwc: argument x must be a CuPy array"):
-        cuda_kernels.launch(p)
+        cuda_kernels.launch("im2col_nhwc", x.shape, (3, 3), (1, 1), (1, 1), (0, 0), x=x,
+                            cols=np.zeros((9, 1), np.float32))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,8 +306,8 @@ def test_the_harness_catches_an_out_of_bounds_read(harness, tmp_path):
         pytest.skip("the host compiler has no AddressSanitizer")
     x = np.zeros((1, 3, 3, 1), np.float32)
     cols = np.zeros((16, 1), np.float32)
-    p = cuda_kernels.plan("im2col_nhwc", np.float32, x=x, cols=cols, total=16, H=4, W=4, C=1,
-                          KH=1, KW=1, sH=1, sW=1, pH=0, pW=0, OH=4, OW=4)
+    p = cuda_kernels.plan("im2col_nhwc", (1, 4, 4, 1), (4, 4), (1, 1), (1, 1), (0, 0), x=x,
+                          cols=cols)
     with pytest.raises(RuntimeError, match="AddressSanitizer"):
         host_harness.run(p, harness)
 

@@ -1,4 +1,4 @@
-"""Direct one-channel convolution (minicnn/kernels/direct_conv.py): the NumPy reference against
+"""Direct one-channel convolution (kernels/direct_conv.py): the NumPy reference against
 im2col + GEMM, the numba twins against the reference, and the layer on the direct path against
 the im2col path."""
 import numpy as np
@@ -6,6 +6,7 @@ import pytest
 
 from minicnn.kernels import direct_conv as D
 from minicnn.kernels import im2col as K
+from minicnn.kernels.geometry import conv_output_size
 from minicnn.ops import conv as conv_ops
 
 # (N, H, W, OC, kernel, padding)
@@ -26,7 +27,8 @@ def _data(n, h, w, oc, kernel, padding, dtype=np.float32, seed=0):
     x = rng.standard_normal((n, h, w, 1)).astype(dtype)
     wt = rng.standard_normal((oc, 1) + kernel).astype(dtype)
     b = rng.standard_normal(oc).astype(dtype)
-    oh, ow = D.output_size(h, kernel[0], padding[0]), D.output_size(w, kernel[1], padding[1])
+    oh = conv_output_size(h, kernel[0], 1, padding[0])
+    ow = conv_output_size(w, kernel[1], 1, padding[1])
     gy = rng.standard_normal((n, oh, ow, oc)).astype(dtype)
     return x, wt, b, gy
 

@@ -1,4 +1,4 @@
-"""im2col / col2im (minicnn/kernels/im2col.py): the NumPy reference against a hand-worked example
+"""im2col / col2im (kernels/im2col.py): the NumPy reference against a hand-worked example
 and its own definition, the numba twins against the reference on many configurations, and
 col2im as the adjoint of im2col. No PyTorch needed here."""
 import itertools
@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minicnn.kernels import im2col as K
+from minicnn.kernels.geometry import conv_output_size
 
 # (H, W, C, kernel, stride, padding): square and not, strides that skip pixels, padding wider
 # than the kernel's reach, kernels as large as the padded input, 1x1
@@ -50,7 +51,7 @@ def _definition_im2col(x, kernel, stride, padding):
     """Straight from the header's formula, one number at a time."""
     N, H, W, C = x.shape
     (KH, KW), (sH, sW), (pH, pW) = kernel, stride, padding
-    OH, OW = K.output_size(H, KH, sH, pH), K.output_size(W, KW, sW, pW)
+    OH, OW = conv_output_size(H, KH, sH, pH), conv_output_size(W, KW, sW, pW)
     cols = np.zeros((N * OH * OW, KH * KW * C), dtype=x.dtype)
     for n, oh, ow, kh, kw, c in itertools.product(range(N), range(OH), range(OW), range(KH),
                                                   range(KW), range(C)):
