@@ -6,7 +6,7 @@ Three thread systems live in a minicnn process, and on a small machine (2 cores)
   threads keep spinning for a while, waiting for the next one;
 * numba's ``prange`` kernels (pooling, batch norm) run on an OpenMP (libgomp) team whose threads,
   by default, also spin after each parallel region;
-* the convolution runs chunks of the batch on its own worker threads (``minicnn/ops/conv.py``),
+* the convolution runs chunks of the batch on its own worker threads (``minicnn/engine/``),
   each chunk with a single-threaded GEMM.
 
 Measured on LeNet-5's training step (2 cores): every op took 2-5 times longer inside the step
@@ -30,13 +30,28 @@ The policy, applied once when minicnn is imported (:func:`apply`):
 
 Each part can be switched off by its environment variable set before minicnn is imported:
 ``OMP_WAIT_POLICY`` (ours is only a default), ``MINICNN_NUM_THREADS`` (1 leaves BLAS with its own
-threads) and ``MINICNN_MALLOC_TUNING=0``.
+threads) and ``MINICNN_MALLOC_TUNING=0``. :func:`describe` says what was set (``minicnn info``).
+
+The BLAS thread count is set through ``threadpoolctl`` (OpenBLAS, MKL, BLIS and FlexiBLAS
+alike), with ONE controller made when minicnn is imported and kept. Measured here (2 cores,
+OpenBLAS 0.3.31, threadpoolctl 3.8): ``with threadpool_limits(limits=2, user_api="blas")``
+costs 0.21 ms per enter/exit, because each call builds a new controller by scanning the loaded
+libraries (0.27 ms); the kept controller's ``limit()`` costs 7.6 us; setting its libraries'
+thread counts directly (what :func:`matmul` and the convolution engine do) costs 1.6 us for a
+switch and back (0.5 us for the ctypes call this replaced), nothing next to a product of 10^8
+operations (~1 ms).
+
+NOTE: threadpoolctl lets only one Python thread set OpenBLAS's (process-wide) count: the first
+that does so, here the thread that imports minicnn. From any other thread the switches do
+nothing: products keep one BLAS thread (slower, never wrong).
 """
 import ctypes
 import ctypes.util
 import os
+import sys
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 
 def _default_threads():
@@ -49,38 +64,25 @@ def _default_threads():
 #: Threads minicnn uses (``$MINICNN_NUM_THREADS``; default: the cores this process may use).
 num_threads = int(os.environ.get("MINICNN_NUM_THREADS", "0") or 0) or _default_threads()
 
-
-def find_blas_thread_control():
-    """``(set_num_threads, get_num_threads)`` of the OpenBLAS that NumPy loaded, or None.
-
-    (``threadpoolctl`` does this for every BLAS; this is the few lines OpenBLAS needs.)
-    """
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps
-                     if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        return None
-    numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
-    # NumPy's own copy first (SciPy or others may have loaded another one)
-    for path in sorted(paths, key=lambda p: (not p.startswith(numpy_dir + os.sep + "numpy"), p)):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    getter.argtypes, getter.restype = [], ctypes.c_int
-                    return setter, getter
-    return None
+#: threadpoolctl's controllers of the BLAS libraries loaded with NumPy (made once: see the
+#: module doc for why not per call); empty when NumPy's BLAS has no thread control
+blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
 
 
-#: OpenBLAS's ``(set_num_threads, get_num_threads)``, or None when NumPy uses another BLAS.
-blas = find_blas_thread_control()
+def set_blas_threads(n):
+    """Let every loaded BLAS use ``n`` threads."""
+    for library in blas_libraries:
+        library.set_num_threads(n)
+
+
+def get_blas_threads():
+    """The thread count of the first loaded BLAS (NumPy's)."""
+    return blas_libraries[0].get_num_threads()
+
+
+#: ``(set_blas_threads, get_blas_threads)``, or None when no BLAS thread control was found
+#: (then the convolution runs its chunks one after another, see the engine)
+blas = (set_blas_threads, get_blas_threads) if blas_libraries else None
 
 # glibc's mallopt parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -112,16 +114,42 @@ def matmul(a, b):
     if (blas is None or num_threads <= 1 or not isinstance(a, np.ndarray) or a.ndim < 1 or
             b.ndim != 2 or 2 * a.size * b.shape[-1] < blas_parallel_min_flops):
         return a @ b
-    blas[0](num_threads)
+    set_threads = blas[0]
+    set_threads(num_threads)
     try:
         return a @ b
     finally:
-        blas[0](1)
+        set_threads(1)
+
+
+#: whether part 3 (the allocator tuning) took effect; set by :func:`apply`
+malloc_tuned = False
 
 
 def apply():
     """Apply the policy of the module docstring (minicnn does this once, on import)."""
+    global malloc_tuned
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if num_threads > 1 and blas is not None:
         blas[0](1)
-    _tune_malloc()
+    malloc_tuned = _tune_malloc()
+
+
+def describe():
+    """What the policy set, for ``minicnn info``: a dict of short values::
+
+        {"threads": 2, "blas": ["openblas 0.3.31 (pthreads): 1 thread"],
+         "OMP_WAIT_POLICY": "PASSIVE", "malloc_tuning": "mmap threshold 32 MB, no trim",
+         "numba_threads": 2}
+    """
+    libraries = [f"{lib.internal_api} {lib.version or '?'} "
+                 f"({getattr(lib, 'threading_layer', None) or 'threads'}): "
+                 f"{lib.get_num_threads()} thread(s)" for lib in blas_libraries]
+    numba = sys.modules.get("numba")   # not imported here: minicnn's kernels load it
+    return {
+        "threads": num_threads,
+        "blas": libraries or ["no BLAS thread control found"],
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "malloc_tuning": "mmap threshold 32 MB, no trim" if malloc_tuned else "off",
+        "numba_threads": numba.config.NUMBA_NUM_THREADS if numba is not None else None,
+    }

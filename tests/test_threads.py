@@ -1,5 +1,6 @@
 """The CPU threading policy (minicnn/threads.py), checked in a fresh interpreter."""
 import json
+import os
 import subprocess
 import sys
 
@@ -35,6 +36,35 @@ def test_user_settings_win():
     assert got["wait"] == "ACTIVE"
     if got["has_blas"]:
         assert got["blas"] == 2   # one minicnn thread: BLAS keeps its own
+
+
+def test_blas_control_goes_through_threadpoolctl():
+    from threadpoolctl import threadpool_info
+    from minicnn import threads
+    if threads.blas is None:
+        pytest.skip("no BLAS with thread control here")
+    seen = {info["filepath"]: info["num_threads"] for info in threadpool_info()
+            if info["user_api"] == "blas"}
+    assert {lib.filepath for lib in threads.blas_libraries} <= set(seen)
+    assert seen[threads.blas_libraries[0].filepath] == threads.get_blas_threads()
+    before = threads.get_blas_threads()
+    try:
+        threads.set_blas_threads(2)
+        assert threads.get_blas_threads() == 2
+    finally:
+        threads.set_blas_threads(before)
+    assert threads.get_blas_threads() == before
+
+
+def test_describe_says_what_was_set():
+    from minicnn import threads
+    got = threads.describe()
+    assert got["threads"] == threads.num_threads
+    assert got["OMP_WAIT_POLICY"] == os.environ.get("OMP_WAIT_POLICY")
+    assert got["blas"] and all(isinstance(line, str) for line in got["blas"])
+    if threads.blas is not None:
+        assert f"{threads.get_blas_threads()} thread" in got["blas"][0]
+    assert got["malloc_tuning"] in ("mmap threshold 32 MB, no trim", "off")
 
 
 def test_matmul_large_products_use_all_blas_threads_then_restore(monkeypatch):
