@@ -26,7 +26,7 @@ returns zeros of its output shape (``shape_only=False`` computes them; VGG-16 at
 takes 0.7-1 s on a 2-core CPU, U-Net at 572x572 9 s). Multiply-adds grow linearly with the
 batch, so they are multiplied by the requested batch; shapes get the requested batch as their
 first axis; column bytes are computed for the requested batch from the recorded input shapes by
-the predictor (:func:`minicnn.ops.conv.conv2d_column_bytes`), since the buffers do NOT grow
+the predictor (:func:`minicnn.engine.memory.conv2d_column_bytes`), since the buffers do NOT grow
 linearly (the batch is cut into chunks).
 
 Multiply-adds (MACs) convention: those of the convolution and linear layers, one per weight
@@ -45,7 +45,8 @@ import numpy as np
 from minicnn import autograd, backend
 from minicnn.autograd import Tensor
 import minicnn.nn as nn
-from minicnn.ops.conv import (_conv2d_geometry, _conv_transpose2d_geometry, conv2d_output_size)
+from minicnn.kernels.geometry import conv_output_size
+from minicnn.ops.conv import conv2d_geometry, conv_transpose2d_geometry
 
 __all__ = ["summary", "ModelSummary", "LayerRow", "MAC_COUNTERS", "SHAPE_RULES"]
 
@@ -97,19 +98,19 @@ def _mac_counter(module):
 
 def _conv2d_output_shape(layer, input):
     """What ``layer(input)`` would return, after conv2d's own argument checks."""
-    stride, padding, extra = _conv2d_geometry(input, layer.weight, layer.bias, layer.stride,
-                                              layer.padding, layer.groups)
+    stride, padding, extra = conv2d_geometry(input, layer.weight, layer.bias, layer.stride,
+                                             layer.padding, layer.groups)
     N, _, H, W = input.shape
     KH, KW = layer.kernel_size
-    return (N, layer.out_channels, conv2d_output_size(H + extra[0], KH, stride[0], padding[0]),
-            conv2d_output_size(W + extra[1], KW, stride[1], padding[1]))
+    return (N, layer.out_channels, conv_output_size(H + extra[0], KH, stride[0], padding[0]),
+            conv_output_size(W + extra[1], KW, stride[1], padding[1]))
 
 
 def _conv_transpose2d_output_shape(layer, input, output_size=None):
     """What ``layer(input, output_size)`` would return, after conv_transpose2d's checks."""
     output_padding = layer._output_padding(input.shape, output_size)
-    _, _, out = _conv_transpose2d_geometry(input, layer.weight, layer.bias, layer.stride,
-                                           layer.padding, output_padding, layer.groups)
+    _, _, out = conv_transpose2d_geometry(input, layer.weight, layer.bias, layer.stride,
+                                          layer.padding, output_padding, layer.groups)
     return (input.shape[0], layer.out_channels) + tuple(out)
 
 

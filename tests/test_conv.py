@@ -1,4 +1,4 @@
-"""conv2d and conv_transpose2d (minicnn/ops/conv.py) and their layers (minicnn/nn/conv.py).
+"""conv2d and conv_transpose2d (minicnn/ops/conv.py, minicnn/engine/) and their layers.
 
 * ``CASES``: each configuration through the shared helper (tests/optest.py): forward against a
   NumPy reference written from the definition, float64 gradient check, PyTorch comparison,
@@ -23,9 +23,10 @@ import minicnn as mc
 from minicnn.autograd import Tensor
 from minicnn.kernels import im2col as kernels
 from minicnn.nn import conv as conv_layers
-from minicnn.ops import conv as conv_ops
-from minicnn.ops.conv import (Conv2d, ConvTranspose2d, conv2d, conv2d_column_bytes,
-                              conv_transpose2d, conv_transpose2d_column_bytes)
+from minicnn.engine import parallel
+from minicnn.engine.memory import conv2d_column_bytes, conv_transpose2d_column_bytes
+from minicnn.engine.workspace import release_workspace, workspace
+from minicnn.ops.conv import Conv2d, ConvTranspose2d, conv2d, conv_transpose2d
 from optest import OpCase, inputs, normal, torch
 
 CASES = []
@@ -489,48 +490,48 @@ def _predict(transposed, in_shape, w_shape, stride, padding, groups, dtype=np.fl
 @pytest.mark.parametrize("chunk", [1 << 30, 3000, 1])
 @pytest.mark.parametrize("config", MEMORY_CONFIGS, ids=str)
 def test_predicted_column_bytes_equal_the_buffer_used(monkeypatch, config, chunk):
-    monkeypatch.setattr(conv_ops, "chunk_bytes", chunk)
-    monkeypatch.setattr(conv_ops, "num_threads", 1)   # one buffer: the prediction is exact
-    conv_ops.release_workspace()
+    monkeypatch.setattr(parallel, "chunk_bytes", chunk)
+    monkeypatch.setattr(parallel, "num_threads", 1)   # one buffer: the prediction is exact
+    release_workspace()
     _forward_backward(*config)
-    assert conv_ops._workspace.total_bytes() == conv_ops._workspace.largest_bytes == \
+    assert workspace.total_bytes() == workspace.largest_bytes == \
         _predict(*config)
-    conv_ops.release_workspace()
+    release_workspace()
 
 
 @pytest.mark.parametrize("config", MEMORY_CONFIGS, ids=str)
 def test_with_worker_threads_the_prediction_bounds_all_buffers(monkeypatch, config):
-    monkeypatch.setattr(conv_ops, "num_threads", 2)
-    monkeypatch.setattr(conv_ops, "parallel_min_bytes", 0)
-    monkeypatch.setattr(conv_ops, "chunk_bytes", 3000)
-    conv_ops.release_workspace()
+    monkeypatch.setattr(parallel, "num_threads", 2)
+    monkeypatch.setattr(parallel, "parallel_min_bytes", 0)
+    monkeypatch.setattr(parallel, "chunk_bytes", 3000)
+    release_workspace()
     _forward_backward(*config)
     # a worker that got no chunk holds no buffer: the prediction is the upper bound
-    assert 0 < conv_ops._workspace.total_bytes() <= _predict(*config) or _predict(*config) == 0
-    conv_ops.release_workspace()
+    assert 0 < workspace.total_bytes() <= _predict(*config) or _predict(*config) == 0
+    release_workspace()
 
 
 @pytest.mark.parametrize("config", MEMORY_CONFIGS, ids=str)
 def test_chunked_and_unchunked_results_are_the_same(monkeypatch, config):
-    monkeypatch.setattr(conv_ops, "chunk_bytes", 1 << 40)
-    monkeypatch.setattr(conv_ops, "num_threads", 1)
+    monkeypatch.setattr(parallel, "chunk_bytes", 1 << 40)
+    monkeypatch.setattr(parallel, "num_threads", 1)
     whole = _forward_backward(*config)
-    monkeypatch.setattr(conv_ops, "chunk_bytes", 1)   # one image per chunk ...
-    monkeypatch.setattr(conv_ops, "num_threads", 2)   # ... on two worker threads
-    monkeypatch.setattr(conv_ops, "parallel_min_bytes", 0)
+    monkeypatch.setattr(parallel, "chunk_bytes", 1)   # one image per chunk ...
+    monkeypatch.setattr(parallel, "num_threads", 2)   # ... on two worker threads
+    monkeypatch.setattr(parallel, "parallel_min_bytes", 0)
     chunked = _forward_backward(*config)
     for a, b in zip(whole, chunked):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_results_do_not_depend_on_which_thread_ran_which_chunk(monkeypatch):
-    monkeypatch.setattr(conv_ops, "chunk_bytes", 1)
-    monkeypatch.setattr(conv_ops, "num_threads", 2)
-    monkeypatch.setattr(conv_ops, "parallel_min_bytes", 0)
+    monkeypatch.setattr(parallel, "chunk_bytes", 1)
+    monkeypatch.setattr(parallel, "num_threads", 2)
+    monkeypatch.setattr(parallel, "parallel_min_bytes", 0)
     config = (False, (9, 4, 7, 7), (5, 4, 3, 3), 1, 1, 1)
-    conv_ops.release_workspace()
+    release_workspace()
     first = _forward_backward(*config, dtype=np.float32)
-    assert any(key[0] != threading.get_ident() for key in conv_ops._workspace.buffers), \
+    assert any(key[0] != threading.get_ident() for key in workspace.buffers), \
         "no chunk ran on a worker thread"
     for _ in range(3):
         for a, b in zip(first, _forward_backward(*config, dtype=np.float32)):
@@ -539,19 +540,19 @@ def test_results_do_not_depend_on_which_thread_ran_which_chunk(monkeypatch):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_memory_limit_bounds_all_buffers_together(monkeypatch, threads):
-    monkeypatch.setattr(conv_ops, "chunk_bytes", 1 << 40)           # only the limit cuts
-    monkeypatch.setattr(conv_ops, "max_column_bytes", 100_000)
-    monkeypatch.setattr(conv_ops, "num_threads", threads)
-    monkeypatch.setattr(conv_ops, "parallel_min_bytes", 0)
-    conv_ops.release_workspace()
+    monkeypatch.setattr(parallel, "chunk_bytes", 1 << 40)           # only the limit cuts
+    monkeypatch.setattr(parallel, "max_column_bytes", 100_000)
+    monkeypatch.setattr(parallel, "num_threads", threads)
+    monkeypatch.setattr(parallel, "parallel_min_bytes", 0)
+    release_workspace()
     config = (False, (16, 8, 12, 12), (8, 8, 3, 3), 1, 1, 1)
     one_image = 12 * 12 * 72 * 4
     unbounded = conv2d_column_bytes(*config[1:], dtype=np.float32, chunked=False)
     assert unbounded > 5 * 100_000
     _forward_backward(*config, dtype=np.float32)
-    assert conv_ops._workspace.total_bytes() <= 100_000
-    assert conv_ops._workspace.largest_bytes == (100_000 // threads // one_image) * one_image
-    conv_ops.release_workspace()
+    assert workspace.total_bytes() <= 100_000
+    assert workspace.largest_bytes == (100_000 // threads // one_image) * one_image
+    release_workspace()
 
 
 def test_vgg16_conv1_2_needs_3_7_gb_unchunked_and_one_image_chunked():
@@ -559,30 +560,30 @@ def test_vgg16_conv1_2_needs_3_7_gb_unchunked_and_one_image_chunked():
     whole = conv2d_column_bytes(shape, weight, 1, 1, chunked=False, backward=False)
     assert whole == 32 * 224 * 224 * 64 * 9 * 4 > 3.6e9
     chunked = conv2d_column_bytes(shape, weight, 1, 1)
-    assert chunked == conv_ops._parallel.workers(np) * whole // 32 <= conv_ops.max_column_bytes
+    assert chunked == parallel.parallel.workers(np) * whole // 32 <= parallel.max_column_bytes
     assert conv2d_column_bytes((8, 64, 56, 56), (64, 64, 1, 1)) == 0
 
 
 def test_the_limit_can_be_set_from_the_environment():
-    code = "import minicnn.ops.conv as c; print(c.max_column_bytes)"
+    code = "import minicnn.engine.parallel as c; print(c.max_column_bytes)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"MINICNN_CONV_MAX_COLUMN_MB": "64", "PATH": ""})
     assert int(out.stdout) == 64 * 2 ** 20
 
 
 def test_workspace_is_reused_and_never_aliased_by_results(monkeypatch):
-    monkeypatch.setattr(conv_ops, "num_threads", 1)
+    monkeypatch.setattr(parallel, "num_threads", 1)
     rng = np.random.default_rng(7)
     x = Tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32), requires_grad=True)
     w = Tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
     y1 = conv2d(x, w, padding=1)
     first = y1.numpy().copy()
-    buffers = {k: id(v) for k, v in conv_ops._workspace.buffers.items()}
+    buffers = {k: id(v) for k, v in workspace.buffers.items()}
     y2 = conv2d(x * 2.0, w, padding=1)                             # reuses the buffer ...
-    assert {k: id(v) for k, v in conv_ops._workspace.buffers.items()} == buffers
+    assert {k: id(v) for k, v in workspace.buffers.items()} == buffers
     np.testing.assert_array_equal(y1.numpy(), first)              # ... without touching y1
     for array in (y1.data, y2.data):
-        for buffer in conv_ops._workspace.buffers.values():
+        for buffer in workspace.buffers.values():
             assert not np.shares_memory(array, buffer)
 
 
@@ -593,7 +594,7 @@ def test_a_resnet20_sized_stack_runs_within_the_memory_it_predicts():
     layers = [(3, 16, 1)] + [(16, 16, 1)] * 6 + [(16, 32, 2)] + [(32, 32, 1)] * 5 + \
         [(32, 64, 2)] + [(64, 64, 1)] * 5
     rng = np.random.default_rng(8)
-    conv_ops.release_workspace()
+    release_workspace()
     x = Tensor(rng.standard_normal((128, 3, 32, 32)).astype(np.float32))
     weights, predicted, h = [], [], x
     for cin, cout, stride in layers:
@@ -604,10 +605,10 @@ def test_a_resnet20_sized_stack_runs_within_the_memory_it_predicts():
         h = mc.nn.functional.relu(batch_norm(h, None, None, training=True))
         weights.append(w)
     h.mean().backward()
-    assert conv_ops._workspace.largest_bytes <= conv_ops.chunk_bytes
-    assert conv_ops._workspace.total_bytes() <= max(predicted)
+    assert workspace.largest_bytes <= parallel.chunk_bytes
+    assert workspace.total_bytes() <= max(predicted)
     assert all(w.grad.dtype == np.float32 and np.isfinite(w.grad).all() for w in weights)
-    conv_ops.release_workspace()
+    release_workspace()
 
 
 # ---- the layers --------------------------------------------------------------------------------
@@ -677,11 +678,10 @@ def test_gpu_arrays_get_one_large_chunk_cpu_arrays_cache_sized_ones():
     than NumPy) the whole batch is one launch unless it exceeds ``max_column_bytes``."""
     import types
 
-    from minicnn.ops import conv
     per_image = 1 << 20  # 1 MiB of columns per image
-    step, chunks, _ = conv._chunking(np, 128, per_image)
-    assert step * per_image <= conv.chunk_bytes and chunks == -(-128 // step)
+    step, chunks, _ = parallel.chunking(np, 128, per_image)
+    assert step * per_image <= parallel.chunk_bytes and chunks == -(-128 // step)
     fake_gpu = types.SimpleNamespace(__name__="cupy")
-    assert conv._chunking(fake_gpu, 128, per_image) == (128, 1, 1)
-    huge = conv.max_column_bytes // 2 + 1  # two images no longer fit
-    assert conv._chunking(fake_gpu, 5, huge) == (1, 5, 1)
+    assert parallel.chunking(fake_gpu, 128, per_image) == (128, 1, 1)
+    huge = parallel.max_column_bytes // 2 + 1  # two images no longer fit
+    assert parallel.chunking(fake_gpu, 5, huge) == (1, 5, 1)

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
+from minicnn.kernels.geometry import conv_output_size
 from minicnn.ops import pooling
-from minicnn.ops.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_output_size
+from minicnn.ops.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from optest import OpCase, distinct, inputs, normal, torch
 
 if torch is not None:
@@ -27,8 +28,8 @@ def _windows(shape, kernel, stride, padding, ceil_mode):
     window and the window clipped to the padded input (for the divisor)."""
     h, w = shape[2:]
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh = pool_output_size(h, kh, sh, ph, ceil_mode)
-    ow = pool_output_size(w, kw, sw, pw, ceil_mode)
+    oh = conv_output_size(h, kh, sh, ph, ceil_mode=ceil_mode)
+    ow = conv_output_size(w, kw, sw, pw, ceil_mode=ceil_mode)
     for i, j in itertools.product(range(oh), range(ow)):
         r0, c0 = i * sh - ph, j * sw - pw
         r1, c1 = min(r0 + kh, h + ph), min(c0 + kw, w + pw)
@@ -293,7 +294,7 @@ def test_stride_defaults_to_the_kernel_size():
     (55, 3, 2, 0, False, 27),     # AlexNet's overlapping pooling
 ])
 def test_output_size(size, kernel, stride, padding, ceil_mode, expected):
-    assert pool_output_size(size, kernel, stride, padding, ceil_mode) == expected
+    assert conv_output_size(size, kernel, stride, padding, ceil_mode=ceil_mode) == expected
 
 
 @pytest.mark.parametrize("call, message", [

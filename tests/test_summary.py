@@ -11,7 +11,7 @@ import minicnn as mc
 import minicnn.nn as nn
 import minicnn.nn.init as init
 from minicnn.models.lenet import lenet5
-from minicnn.ops.conv import conv2d_column_bytes, conv_transpose2d_column_bytes
+from minicnn.engine.memory import conv2d_column_bytes, conv_transpose2d_column_bytes
 from minicnn.summary import summary
 
 

@@ -1,14 +1,17 @@
 """Convolution layers: ``Conv2d`` and ``ConvTranspose2d`` (PyTorch's names, arguments, parameter
-names and shapes, and default initialisation). The work happens in ``minicnn.ops.conv``."""
+names and shapes, and default initialisation). The work happens in ``minicnn.ops.conv``; the
+memory a layer's column buffers take is predicted by ``minicnn.engine.memory``."""
 import math
 
 import numpy as np
 
+from minicnn.engine.conv import transpose_output_size
+from minicnn.engine.memory import conv2d_column_bytes, conv_transpose2d_column_bytes
 from minicnn.nn import init
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import Parameter
-from minicnn.ops.conv import (_pair, conv2d, conv2d_column_bytes, conv_transpose2d,
-                              conv_transpose2d_column_bytes, conv_transpose2d_output_size)
+from minicnn.ops.conv import conv2d, conv_transpose2d
+from minicnn.ops.shape import as_pair as _pair
 
 
 class _ConvNd(Module):
@@ -121,7 +124,7 @@ class Conv2d(_ConvNd):
 
     def column_bytes(self, input_shape, chunked=True):
         """Bytes of the largest im2col buffer this layer builds for an input of ``input_shape``
-        (see :func:`minicnn.ops.conv.conv2d_column_bytes`)."""
+        (see :func:`minicnn.engine.memory.conv2d_column_bytes`)."""
         padding = self.padding
         if padding == "valid":
             padding = 0
@@ -160,8 +163,8 @@ class ConvTranspose2d(_ConvNd):
                              f"{tuple(output_size)}")
         padding = []
         for axis, wanted in enumerate(size):
-            smallest = conv_transpose2d_output_size(input_shape[2 + axis], self.kernel_size[axis],
-                                                    self.stride[axis], self.padding[axis])
+            smallest = transpose_output_size(input_shape[2 + axis], self.kernel_size[axis],
+                                             self.stride[axis], self.padding[axis], 0)
             if not smallest <= wanted < smallest + self.stride[axis]:
                 raise ValueError(
                     f"ConvTranspose2d: requested an output size of {size}, but valid sizes "
@@ -177,7 +180,7 @@ class ConvTranspose2d(_ConvNd):
 
     def column_bytes(self, input_shape, chunked=True):
         """Bytes of the largest column buffer this layer builds for an input of ``input_shape``
-        (see :func:`minicnn.ops.conv.conv_transpose2d_column_bytes`)."""
+        (see :func:`minicnn.engine.memory.conv_transpose2d_column_bytes`)."""
         return conv_transpose2d_column_bytes(input_shape, self.weight.shape, self.stride,
                                              self.padding, self.output_padding, self.groups,
                                              self.weight.dtype, chunked)

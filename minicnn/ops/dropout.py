@@ -14,6 +14,7 @@ import numpy as np
 from minicnn import backend
 from minicnn import random as mc_random
 from minicnn.autograd import Function
+from minicnn.ops.checks import check_images
 
 
 def _check_p(p, op):
@@ -64,9 +65,7 @@ def dropout2d(x, p=0.5, training=True):
     ``p`` and scale the rest by ``1 / (1 - p)``; return ``x`` itself when not training or
     ``p == 0``."""
     _check_p(p, "dropout2d")
-    if x.ndim != 4:
-        raise ValueError(f"dropout2d: expected a 4-D input (N, C, H, W), got a {x.ndim}-D input of "
-                         f"shape {tuple(x.shape)}")
+    check_images("dropout2d", x)
     if not training or p == 0:
         return x
     return Dropout(float(p), channelwise=True)(x)

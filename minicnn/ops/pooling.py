@@ -2,7 +2,7 @@
 
 A pooling window slides over each channel plane like a convolution kernel, but instead of a
 weighted sum it takes the maximum (max pooling) or the mean (average pooling) of what it covers.
-The output size along one axis, as in PyTorch::
+The output size along one axis, as in PyTorch (``minicnn/kernels/geometry.py``)::
 
     out = floor((size + 2*padding - kernel) / stride) + 1          (ceil_mode=False)
     out = ceil((size + 2*padding - kernel) / stride) + 1           (ceil_mode=True),
@@ -21,6 +21,8 @@ import numpy as np
 from minicnn import backend
 from minicnn.autograd import Function, Tensor
 from minicnn.kernels import pooling as kernels
+from minicnn.kernels.geometry import conv_output_size
+from minicnn.ops.checks import check_images
 from minicnn.ops.shape import as_pair as _pair
 
 
@@ -28,23 +30,10 @@ from minicnn.ops.shape import as_pair as _pair
 # Argument checks (all of them run before any array work)
 # ---------------------------------------------------------------------------------------------
 
-
-
-def check_4d(x, op):
-    """Raise a clear error unless ``x`` is a 4-D (N, C, H, W) tensor."""
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got a {x.ndim}-D input of "
-                         f"shape {tuple(x.shape)}" +
-                         (" (add the batch axis with x.reshape(1, *x.shape))" if x.ndim == 3
-                          else ""))
-
-
 def pool_output_size(size, kernel, stride, padding, ceil_mode):
-    """PyTorch's pooling output size along one axis (see the module docstring)."""
-    out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1  # the last window would start in the right padding: drop it
-    return out
+    """PyTorch's pooling output size along one axis: ``kernels.geometry.conv_output_size``
+    (kept under this name for the kernel tests, which pass ``ceil_mode`` positionally)."""
+    return conv_output_size(size, kernel, stride, padding, ceil_mode=ceil_mode)
 
 
 def pool_geometry(op, shape, kernel_size, stride, padding, ceil_mode):
@@ -66,7 +55,7 @@ def pool_geometry(op, shape, kernel_size, stride, padding, ceil_mode):
                              f"padding={padding} for kernel_size={kernel} (a window could then "
                              "see padding only)")
     size = tuple(shape[2:])
-    out = tuple(pool_output_size(n, k, s, p, ceil_mode)
+    out = tuple(conv_output_size(n, k, s, p, ceil_mode=ceil_mode)
                 for n, k, s, p in zip(size, kernel, stride, padding))
     if min(out) < 1:
         raise ValueError(
@@ -115,7 +104,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     ``ceil_mode``, see the module docstring). With ``return_indices`` also returns the int64
     positions ``h * W + w`` of the maxima (a tensor without gradient). ``dilation`` must be 1.
     """
-    check_4d(x, "max_pool2d")
+    check_images("max_pool2d", x)
     if dilation not in (1, (1, 1), [1, 1]):
         raise NotImplementedError(f"max_pool2d: dilation={dilation!r} is not supported; only 1")
     geometry = pool_geometry("max_pool2d", x.shape, kernel_size, stride, padding, ceil_mode)
@@ -164,7 +153,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     past the right padding is smaller than ``kH*kW``); else the number of real input elements in
     the window.
     """
-    check_4d(x, "avg_pool2d")
+    check_images("avg_pool2d", x)
     if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer))
                                          or divisor_override <= 0):
         raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got "
@@ -231,7 +220,7 @@ def adaptive_avg_pool2d(x, output_size):
     is the mean over rows ``floor(i*H/OH) <= h < ceil((i+1)*H/OH)`` and the columns likewise
     (PyTorch's bins). ``adaptive_avg_pool2d(x, 1)`` is global average pooling.
     """
-    check_4d(x, "adaptive_avg_pool2d")
+    check_images("adaptive_avg_pool2d", x)
     if isinstance(output_size, (int, np.integer)) or output_size is None:
         output_size = (output_size, output_size)
     if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:

@@ -26,6 +26,7 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.autograd import Function, Tensor
+from minicnn.ops.checks import check_images
 
 MODES = ("nearest", "bilinear")
 
@@ -122,9 +123,7 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     if mode == "nearest" and align_corners is not None:
         raise ValueError("interpolate: align_corners can only be set with the interpolating "
                          "mode 'bilinear', not with 'nearest'")
-    if x.ndim != 4:
-        raise ValueError(f"interpolate: expected a 4-D input (N, C, H, W), got a {x.ndim}-D input "
-                         f"of shape {tuple(x.shape)}")
+    check_images("interpolate", x)
     if (size is None) == (scale_factor is None):
         raise ValueError("interpolate: give exactly one of size and scale_factor (got " +
                          ("both" if size is not None else "neither") + ")")
