@@ -12,8 +12,11 @@ check along a few random directions ``d``: one pair of evaluations per direction
 per element, and a wrong gradient still shows, because a random direction is almost never
 orthogonal to the error.
 """
+import copy
+
 import numpy as np
 
+from minicnn import random as mc_random
 from minicnn.autograd import Tensor, no_grad
 
 
@@ -148,10 +151,6 @@ def gradcheck_model(model, x, n_directions=2, eps=1e-6, atol=1e-6, rtol=1e-4, se
     per (parameter, direction), ``name == 'input'`` for the input; raises nothing, so that a
     student sees every row; ``all(r['ok'] for r in rows)`` is the verdict.
     """
-    import copy
-
-    from minicnn import random as mc_random
-
     model = copy.deepcopy(model).to(dtype=np.float64)
     model.train()
     data = x.data if isinstance(x, Tensor) else np.asarray(x)

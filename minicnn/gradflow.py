@@ -6,13 +6,11 @@ https://arxiv.org/abs/1512.03385, Fig. 6 and 7).
     snapshot = mc.gradflow.record(model, images, labels)   # one forward + backward, measured
     runs = mc.gradflow.sweep(images, labels, depths=(20, 56, 110), norm=False, init="normal")
     spectra = mc.gradflow.jacobian_spectra(depths=(1, 2, 4, 8))
-    result = mc.gradflow.degradation(depths=(20, 56), epochs=10)  # He et al. Fig. 6
 
-    minicnn gradflow --depths 20 56 110 --bn --act relu --init he --out DIR
-    minicnn gradflow --degradation --depths 20 56 --epochs 10 --out DIR
-
-The committed results of a full run, with the commands and the numbers, are in
-``experiments/gradflow/``.
+These are the measuring tools. The experiments that run them on a data set and draw the
+pictures (the depth sweep, He et al.'s degradation experiment, ``minicnn gradflow``) live in
+:mod:`minicnn.experiments.gradflow`; the committed results of a full run, with the commands and
+the numbers, are in ``experiments/gradflow/``.
 
 What a "layer" is here: every ``Conv2d`` and ``Linear`` of the model, in the order forward runs
 them (a CIFAR ResNet-20 has 19 convs and the fc: 20 layers; the zero-padding shortcuts have no
@@ -32,26 +30,27 @@ Norms are computed in float64 from the float32 gradients, so a tiny norm (1e-30)
 underflow in the square; a gradient whose every element IS exactly 0 in float32 has norm 0.0,
 and the summaries count such layers.
 """
-import argparse
 import csv
 import itertools
 import json
 import pathlib
-import time
 
 import numpy as np
 
 import minicnn.nn as nn
 from minicnn import backend
 from minicnn.autograd import Tensor, is_grad_enabled, no_grad
-from minicnn.serialization import atomic_write
+from minicnn.data.loader import DataLoader
+from minicnn.models.resnet_cifar import ACTIVATIONS as ACTIVATION_LAYERS
+from minicnn.models.resnet_cifar import cifar_resnet, conv3x3, init_conv_
 from minicnn.nn import functional as F
+from minicnn.random import manual_seed
+from minicnn.serialization import atomic_write
 
-__all__ = ["GradFlowRecorder", "record", "summarize", "build_twins", "sweep", "run_gradflow",
-           "StackBlock", "block_stack", "numerical_jacobian", "backward_jacobian",
-           "jacobian_spectra", "degradation", "fixed_batch", "save_json", "save_csv",
-           "snapshot_rows",
-           "register", "INITS", "ACTIVATIONS", "LAYER_FIELDS"]
+__all__ = ["GradFlowRecorder", "record", "summarize", "build_twins", "sweep", "config_name",
+           "summary_rows", "StackBlock", "block_stack", "numerical_jacobian",
+           "backward_jacobian", "jacobian_spectra", "fixed_batch", "save_json", "save_csv",
+           "snapshot_rows", "INITS", "ACTIVATIONS", "LAYER_FIELDS"]
 
 #: the ``--init`` names of the command line -> the ``init=`` of ``mc.models.cifar_resnet``
 INITS = {"he": "kaiming_fan_out", "he_fan_in": "kaiming_fan_in", "xavier": "xavier",
@@ -277,17 +276,9 @@ def snapshot_rows(snapshot, **extra):
 
 # ---- data --------------------------------------------------------------------------------------
 
-def _datasets(data, root=None, log=print):
-    """(train, test, in_channels) of a data set the command line knows, normalised."""
-    from minicnn.cli import load_data  # the CLI's loader: per-channel mean/std, subset fallback
-    train, test, channels, _ = load_data(data, "auto", False, root, log)
-    return train, test, channels
-
-
 def fixed_batch(dataset, size=32, seed=0):
     """``size`` images of ``dataset`` picked with ``seed`` (the same every time): (images,
     labels) Tensors."""
-    from minicnn.data import DataLoader
     indices = np.random.default_rng(seed).choice(len(dataset), size=size, replace=False)
     images, labels = DataLoader(dataset).fetch(np.sort(indices))
     return Tensor(images), Tensor(labels)
@@ -299,13 +290,11 @@ def build_twins(depth, norm=True, activation="relu", init="he", in_channels=1, n
                 seed=0):
     """(plain, residual) CIFAR nets of ``depth`` with identical weights: both are built after
     ``mc.manual_seed(seed)``, and the twins have the same parameters in the same order."""
-    import minicnn as mc
-    from minicnn.models.resnet_cifar import cifar_resnet
     if init not in INITS:
         raise ValueError(f"gradflow: init must be one of {sorted(INITS)}, got {init!r}")
     twins = []
     for plain in (True, False):
-        mc.manual_seed(seed)
+        manual_seed(seed)
         twins.append(cifar_resnet(depth, num_classes, in_channels, plain=plain, norm=norm,
                                   activation=activation, init=INITS[init]))
     return tuple(twins)
@@ -379,9 +368,8 @@ class StackBlock(nn.Module):
 
     def __init__(self, channels, residual=True, activation="relu"):
         super().__init__()
-        from minicnn.models.resnet_cifar import ACTIVATIONS, conv3x3
         self.conv1 = conv3x3(channels, channels)
-        self.act = ACTIVATIONS[activation]()
+        self.act = ACTIVATION_LAYERS[activation]()
         self.conv2 = conv3x3(channels, channels)
         self.residual = residual
 
@@ -398,12 +386,10 @@ def block_stack(depth, channels=4, residual=True, activation="relu", init="he", 
     ``mc.manual_seed(seed)`` (so the plain and residual stacks share them): ``init`` 'he'
     (kaiming normal, fan_in, the activation's gain: F keeps the scale of its input), 'xavier'
     or 'normal' (N(0, 0.01^2): a small F)."""
-    from minicnn.models.resnet_cifar import init_conv_
     schemes = {"he": "kaiming_fan_in", "xavier": "xavier", "normal": "normal"}
     if init not in schemes:
         raise ValueError(f"block_stack: init must be he, xavier or normal, got {init!r}")
-    import minicnn as mc
-    mc.manual_seed(seed)
+    manual_seed(seed)
     stack = nn.Sequential(*[StackBlock(channels, residual, activation) for _ in range(depth)])
     for m in stack.modules():
         if isinstance(m, nn.Conv2d):
@@ -475,202 +461,3 @@ def jacobian_spectra(depths=(1, 2, 4, 8, 16), inits=("he", "normal"), activation
                         "mean_abs_log10": float(np.abs(np.log10(positive)).mean())
                         if positive.size else None})
     return spectra
-
-
-# ---- the degradation experiment (He et al. 2016, Fig. 6) --------------------------------------
-
-def degradation(depths=(20, 56), epochs=10, train_size=5000, test_size=1000, batch_size=64,
-                lr=0.1, momentum=0.9, weight_decay=1e-4, data="fashion-mnist", seed=0,
-                record_every=50, out=None, root=None, log=print):
-    """Train the plain and the residual CIFAR net of each depth with one recipe and budget.
-
-    The recipe (the same for every net): ``train_size`` training images picked with ``seed``
-    (no augmentation), SGD with momentum and weight decay, ``lr`` with a cosine schedule over
-    ``epochs``, batch norm, He init, batches of ``batch_size`` in a seeded order; the test error
-    on ``test_size`` test images after every epoch. The gradient flow is recorded every
-    ``record_every`` steps on the way. With ``out``, ``degradation.json`` is rewritten after
-    each net (a stopped run keeps what it finished) and the curves are drawn at the end.
-
-    Returns ``{"recipe": {...}, "runs": {"plain-20": {"history": ..., "final": ...,
-    "gradflow": [snapshots]}, ...}}``.
-    """
-    import minicnn as mc
-    from minicnn.data import DataLoader, Subset
-    from minicnn.models.resnet_cifar import cifar_resnet
-
-    train, test, channels = _datasets(data, root, log)
-    rng = np.random.default_rng(seed)
-    train_size, test_size = min(train_size, len(train)), min(test_size, len(test))
-    train = Subset(train, np.sort(rng.choice(len(train), train_size, replace=False)))
-    test = Subset(test, np.sort(rng.choice(len(test), test_size, replace=False)))
-    recipe = {"data": data, "train_images": train_size, "test_images": test_size,
-              "epochs": epochs, "batch_size": batch_size, "optimizer": "SGD", "lr": lr,
-              "momentum": momentum, "weight_decay": weight_decay, "schedule": "cosine",
-              "norm": "batch norm", "init": "he (kaiming_fan_out)", "activation": "relu",
-              "seed": seed, "depths": list(depths), "record_every": record_every}
-    result = {"recipe": recipe, "runs": {}}
-    for plain in (True, False):
-        for depth in depths:
-            label = f"{'plain' if plain else 'resnet'}-{depth}"
-            mc.manual_seed(seed)
-            model = cifar_resnet(depth, num_classes=10, in_channels=channels, plain=plain)
-            opt = mc.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                               weight_decay=weight_decay)
-            scheduler = mc.optim.CosineAnnealingLR(opt, epochs)
-            train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, seed=seed)
-            train_eval_loader = DataLoader(train, batch_size=500)
-            test_loader = DataLoader(test, batch_size=500)
-            if log:
-                log(f"degradation: {label}, {epochs} epochs of {train_size} images")
-            started = time.perf_counter()
-            with GradFlowRecorder(model, every=record_every) as recorder:
-                history = mc.fit(model, opt, train_loader, epochs, val_loader=test_loader,
-                                 scheduler=scheduler, progress=False,
-                                 log=(lambda line, label=label: log(f"  {label} {line}"))
-                                 if log else None)
-            train_loss, train_acc = mc.evaluate(model, train_eval_loader)
-            test_loss, test_acc = mc.evaluate(model, test_loader)
-            final = {"train_loss": train_loss, "train_error": 1 - train_acc,
-                     "test_loss": test_loss, "test_error": 1 - test_acc,
-                     "seconds": time.perf_counter() - started}
-            result["runs"][label] = {"history": history, "final": final,
-                                     "gradflow": recorder.snapshots}
-            if log:
-                log(f"  {label}: train error (eval mode) {100 * final['train_error']:.2f}%, "
-                    f"test error {100 * final['test_error']:.2f}%, {final['seconds']:.0f} s")
-            if out is not None:
-                save_json(result, pathlib.Path(out) / "degradation.json", indent=None)
-    if out is not None:
-        from minicnn.gradflow_plots import plot_degradation
-        plot_degradation(result, pathlib.Path(out) / "degradation.png")
-    return result
-
-
-# ---- everything at once: what `minicnn gradflow` runs ----------------------------------------
-
-def run_gradflow(configs=((True, "relu", "he"),), depths=(20, 56, 110), data="fashion-mnist",
-                 root=None, batch_size=32, seed=0, jacobian=True, out="runs/gradflow",
-                 log=print):
-    """The sweep for each ``(norm, activation, init)`` of ``configs`` on one fixed batch of
-    ``batch_size`` training images of ``data``, then (``jacobian=True``) the Jacobian spectra of
-    small stacks (ReLU and tanh, He and N(0, 0.01^2) init: see :func:`jacobian_spectra`); writes
-    data and pictures into ``out`` and returns ``(runs, spectra)``.
-
-    Files: ``sweep.json`` (every run with its per-layer record), ``sweep_summary.csv`` (a row
-    per run), ``sweep_layers.csv`` (a row per layer per run), per configuration
-    ``grad_norms_<config>.png`` and ``grad_bars_<config>.png`` (the deepest depth), and
-    ``jacobian.json`` / ``jacobian_spectra.png``.
-    """
-    from minicnn.gradflow_plots import plot_grad_bars, plot_grad_norms, plot_jacobian_spectra
-    out = pathlib.Path(out)
-    train, _, _ = _datasets(data, root, log)
-    images, labels = fixed_batch(train, batch_size, seed)
-    batch = {"data": data, "images": batch_size, "seed": seed, "split": "train"}
-    runs = []
-    for norm, activation, init in configs:
-        name = config_name(norm, activation, init)
-        if log:
-            log(f"{name}: plain vs residual at depths {', '.join(map(str, depths))}")
-        config_runs = sweep(images, labels, depths, norm, activation, init, seed, log)
-        runs += config_runs
-        title = (f"{'BN' if norm else 'no BN'}, {activation}, init {init}: {data}, "
-                 f"{batch_size} images, at initialisation")
-        plot_grad_norms(config_runs, out / f"grad_norms_{name}.png", title=title)
-        deepest = max(depths)
-        plot_grad_bars({f"{'plain' if r['net'] == 'plain' else 'ResNet'}-{deepest}": r["record"]
-                        for r in config_runs if r["depth"] == deepest},
-                       out / f"grad_bars_{name}.png", title=title)
-    save_json({"batch": batch, "layer_fields": list(LAYER_FIELDS), "runs": runs},
-              out / "sweep.json", indent=None)
-    save_csv(summary_rows(runs), out / "sweep_summary.csv")
-    layer_rows = [row for run in runs for row in snapshot_rows(
-        run["record"], **{k: run[k] for k in ("norm", "activation", "init", "depth", "net")})]
-    save_csv(layer_rows, out / "sweep_layers.csv")
-    spectra = None
-    if jacobian:
-        spectra = jacobian_spectra(activations=("relu", "tanh"), seed=seed)
-        save_json({"input_shape": [1, 4, 4, 4], "blocks": "y = x + conv(act(conv(x))) "
-                   "(residual) or y = conv(act(conv(x))) (plain), 4 channels, no BN",
-                   "spectra": spectra}, out / "jacobian.json", indent=None)
-        plot_jacobian_spectra(spectra, out / "jacobian_spectra.png",
-                              title="singular values of d output / d input (finite "
-                                    "differences, float64)")
-        if log:
-            for s in spectra:
-                log(f"  jacobian {s['init']:>6} {s['activation']:>4} {s['net']:>8} "
-                    f"{s['depth']:>2} blocks: singular values {s['min']:.2g} .. {s['max']:.2g},"
-                    f" median {s['median']:.3g}")
-    if log:
-        log(f"wrote {out}/sweep.json, sweep_summary.csv, sweep_layers.csv and the pictures")
-    return runs, spectra
-
-
-# ---- the command line: minicnn gradflow --------------------------------------------------------
-
-def register(subparsers):
-    """Add the ``gradflow`` subcommand to an argparse ``subparsers`` (minicnn/cli.py calls this)."""
-    p = subparsers.add_parser(
-        "gradflow", help="gradient flow in plain vs residual nets: depth sweep, Jacobian "
-                         "spectra, the degradation experiment (He et al. 2016)",
-        description="Plain vs residual CIFAR nets: per-layer gradient norms at initialisation "
-                    "for each depth (the sweep) and the Jacobian spectra of small stacks, or "
-                    "with --degradation the training curves of He et al. 2016, Fig. 6. Writes "
-                    "JSON/CSV data and PNG pictures into --out.")
-    p.add_argument("--depths", type=int, nargs="+", default=None,
-                   help="depths 6n+2 (default: 20 56 110; with --degradation 20 56)")
-    p.add_argument("--bn", action=argparse.BooleanOptionalAction, default=True,
-                   help="batch norm after every conv (default); --no-bn: none, convs get a bias")
-    p.add_argument("--act", nargs="+", default=["relu"], choices=ACTIVATIONS,
-                   help="activation(s); several give a run per activation (default relu)")
-    p.add_argument("--init", nargs="+", default=["he"], choices=sorted(INITS),
-                   help="initialisation(s) of the convs: he (kaiming normal, fan_out), "
-                        "he_fan_in, xavier, normal (N(0, 0.01^2)); default he")
-    p.add_argument("--grid", action="store_true",
-                   help="every configuration of the issue: BN on and off x relu/tanh/sigmoid x "
-                        "he/xavier/normal (overrides --bn, --act, --init)")
-    p.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "mnist",
-                                                                "cifar10"))
-    p.add_argument("--root", default=None, help="folder holding the data set files")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="images per measured batch (default 32); with --degradation the "
-                        "training batch (default 64)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-jacobian", action="store_true",
-                   help="skip the Jacobian spectra of the small plain/residual stacks")
-    p.add_argument("--out", default="runs/gradflow", help="output folder (default runs/gradflow)")
-    d = p.add_argument_group("the degradation experiment (--degradation)")
-    d.add_argument("--degradation", action="store_true",
-                   help="train plain and residual nets of --depths with one recipe instead")
-    d.add_argument("--epochs", type=int, default=10)
-    d.add_argument("--train-size", type=int, default=5000, help="training images used")
-    d.add_argument("--test-size", type=int, default=1000, help="test images used")
-    d.add_argument("--lr", type=float, default=0.1)
-    d.add_argument("--weight-decay", type=float, default=1e-4)
-    d.add_argument("--record-every", type=int, default=50,
-                   help="record the gradient flow every this many steps")
-    p.set_defaults(func=_cmd_gradflow)
-    return p
-
-
-def _cmd_gradflow(args):
-    out = pathlib.Path(args.out)
-    if args.degradation:
-        result = degradation(tuple(args.depths or (20, 56)), args.epochs, args.train_size,
-                             args.test_size, args.batch_size or 64, args.lr,
-                             weight_decay=args.weight_decay, data=args.data, seed=args.seed,
-                             record_every=args.record_every, out=out, root=args.root)
-        print(f"wrote {out}/degradation.json and {out}/degradation.png")
-        for label, run in result["runs"].items():
-            f = run["final"]
-            print(f"{label:>11}: train error {100 * f['train_error']:6.2f}%  test error "
-                  f"{100 * f['test_error']:6.2f}%")
-        return 0
-    if args.grid:
-        configs = [(norm, act, init) for norm in (True, False) for act in ACTIVATIONS
-                   for init in ("he", "xavier", "normal")]
-    else:
-        configs = [(args.bn, act, init) for act in args.act for init in args.init]
-    run_gradflow(configs, tuple(args.depths or (20, 56, 110)), data=args.data, root=args.root,
-                 batch_size=args.batch_size or 32, seed=args.seed,
-                 jacobian=not args.no_jacobian, out=out)
-    return 0

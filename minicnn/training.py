@@ -18,22 +18,39 @@ checkpoint after every epoch. ``fit(..., resume=True)`` continues from that chec
 as if training had never stopped: the model, the optimiser's momentum, the schedule, the random
 generator (dropout masks, shuffling) and the history all come back. A loss that becomes NaN or
 Inf stops training with :class:`TrainingDiverged` before it can spoil the weights or a checkpoint.
+
+:func:`train_model` is the whole recipe of ``minicnn train`` and ``minicnn demo`` (a data set by
+name, a model of the zoo or any factory, the optimiser, the schedule, the files of a run);
+:func:`time_training_steps` is what ``minicnn bench`` measures.
 """
+import inspect
 import json
 import math
 import os
+import pathlib
+import statistics
 import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from minicnn import backend
 from minicnn.autograd import Tensor, no_grad
 from minicnn.checkpoint import load_checkpoint, save_checkpoint
-from minicnn.serialization import atomic_write
+from minicnn.data.loader import DataLoader
+from minicnn.data.presets import load_data
+from minicnn.models import factory_of
 from minicnn.nn import functional as F
+from minicnn.optim import SGD, Adam, CosineAnnealingLR
+from minicnn.plots import plot_history
+from minicnn.profiler import profile
+from minicnn.random import manual_seed
+from minicnn.serialization import atomic_write
+from minicnn.weights import save_weights
 
-__all__ = ["fit", "evaluate", "TrainingDiverged", "save_history", "new_history"]
+__all__ = ["fit", "evaluate", "TrainingDiverged", "save_history", "new_history", "train_model",
+           "make_optimizer", "time_training_steps", "NotAClassifier"]
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
                 "images_per_s")
@@ -132,7 +149,6 @@ def _show_progress(progress):
 
 def _progress_bar(loader, description, enabled):
     """A tqdm bar counting the batches of ``loader``; the loop calls ``bar.update()``."""
-    from tqdm import tqdm  # imported here: only training needs it
     try:
         total = len(loader)
     except TypeError:  # a generator has no length; the bar then counts without a total
@@ -299,3 +315,115 @@ def fit(model, optimizer, train_loader, epochs, *, loss_fn=F.cross_entropy, val_
             save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch=epoch,
                             step=step, history=history, extra={"train_loader": loader_state})
     return history
+
+
+# ---- the recipe of `minicnn train` --------------------------------------------------------------
+
+def make_optimizer(parameters, optimizer="adam", lr=None, momentum=0.9, weight_decay=0.0):
+    """``'adam'`` (lr 1e-3 unless given) or ``'sgd'`` with momentum (lr 0.05 unless given)."""
+    if lr is None:
+        lr = 1e-3 if optimizer == "adam" else 0.05
+    if optimizer == "adam":
+        return Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        return SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {optimizer!r}: use 'sgd' or 'adam'")
+
+
+def _build_model(model, num_classes, channels, size, model_kwargs):
+    """``(model, its name)`` from a zoo name or a factory; see :func:`train_model`."""
+    factory = factory_of(model) if isinstance(model, str) else model
+    name = model if isinstance(model, str) else getattr(factory, "__name__", repr(factory))
+    arguments = {"num_classes": num_classes, "in_channels": channels}
+    if "input_size" in inspect.signature(factory).parameters:   # LeNet-5's dense layers
+        arguments["input_size"] = size
+    arguments.update(model_kwargs or {})
+    return factory(**arguments), name
+
+
+def train_model(model="lenet5", data="fashion-mnist", epochs=5, batch_size=128, lr=None,
+                optimizer="adam", momentum=0.9, weight_decay=0.0, schedule="cosine",
+                augment=False, device="auto", out="runs/train", seed=0, subset="auto",
+                resume=False, progress=None, root=None, model_kwargs=None, log=print):
+    """Train a model on a data set of :func:`minicnn.data.load_data`; write ``checkpoint.npz``
+    (every epoch), ``weights.npz``, ``history.json`` and ``curves.png`` into ``out``. Returns
+    ``(model, history, test_accuracy)``. The engine of ``minicnn train`` and ``minicnn demo``.
+
+    ``model``: a name of ``mc.models.MODELS`` or a FACTORY, any callable that builds the
+    network. It is called with ``num_classes`` and ``in_channels`` of the data, ``input_size``
+    (the image side) when its signature has that parameter (as ``lenet5``'s does), and then
+    ``model_kwargs``. The generators are seeded with ``seed`` before the data is loaded, so the
+    same call trains the same weights (on the CPU, bit for bit).
+    """
+    device = backend.normalize_device(device)
+    manual_seed(seed)
+    train, test, channels, size = load_data(data, subset, augment, root, log)
+    num_classes = len(getattr(train, "classes", range(10)))
+    net, name = _build_model(model, num_classes, channels, size, model_kwargs)
+    net = net.to(device)
+    opt = make_optimizer(net.parameters(), optimizer, lr, momentum, weight_decay)
+    scheduler = CosineAnnealingLR(opt, epochs) if schedule == "cosine" else None
+    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, device=device)
+    test_loader = DataLoader(test, batch_size=1000, device=device)
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.size for p in net.parameters())
+    _say(log, f"{name}: {n_params:,} parameters on {device}; {optimizer} lr "
+              f"{opt.param_groups[0]['lr']:g}, batch {batch_size}, {epochs} epochs; writing to "
+              f"{out}/")
+    history = fit(net, opt, train_loader, epochs, val_loader=test_loader, scheduler=scheduler,
+                  checkpoint_path=out / "checkpoint.npz", resume=resume, progress=progress,
+                  log=log)
+    save_weights(out / "weights.npz", net)
+    save_history(history, out / "history.json")
+    plot_history(history, out / "curves.png", title=f"{name} on {data}")
+    _, test_accuracy = evaluate(net, test_loader)
+    _say(log, f"test accuracy {100 * test_accuracy:.2f}%  ({len(test):,} test images)")
+    return net, history, test_accuracy
+
+
+# ---- the measurement of `minicnn bench` ---------------------------------------------------------
+
+class NotAClassifier(ValueError):
+    """:func:`time_training_steps` was given a model whose output is not class scores."""
+
+
+def time_training_steps(model, input_shape, steps=5, seed=0):
+    """Seconds per training step of a classifier: forward on a random batch of ``input_shape``
+    (N, C, H, W), cross-entropy against random labels, backward, SGD with momentum.
+
+    One warm-up step first (numba compilation, workspaces), then ``steps`` timed ones, then one
+    more under :func:`minicnn.profile`. Returns ``(seconds, median_seconds, profile)``. A model
+    whose output is not ``(N, classes)`` (U-Net) raises :class:`NotAClassifier`.
+    """
+    rng = np.random.default_rng(seed)
+    x = Tensor(rng.standard_normal(input_shape).astype(np.float32))
+    model.train()
+
+    def logits():  # GoogLeNet with aux heads returns a tuple, the main logits first
+        out = model(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    out = logits()
+    if out.ndim != 2:
+        raise NotAClassifier(f"{type(model).__name__} does not output class scores (N, classes): "
+                             "only classifiers are benchmarked")
+    target = Tensor(rng.integers(0, out.shape[1], input_shape[0]))
+    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        loss = F.cross_entropy(logits(), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: numba compilation, workspaces
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    with profile() as prof:
+        step()
+    return seconds, statistics.median(seconds), prof

@@ -10,6 +10,7 @@ import minicnn as mc
 import minicnn.nn as nn
 import minicnn.nn.functional as F
 from minicnn import gradflow
+from minicnn.experiments import gradflow as gradflow_experiment
 from minicnn.data import FashionMNIST
 from minicnn.data import transforms as T
 from minicnn.models.resnet_cifar import CifarBasicBlock, cifar_resnet
@@ -257,7 +258,7 @@ def test_jacobian_spectra_near_one_for_residual_stacks_vanishing_for_plain():
 
 def _gradflow_cli(argv):
     parser = argparse.ArgumentParser(prog="minicnn")
-    gradflow.register(parser.add_subparsers())
+    gradflow_experiment.register(parser.add_subparsers())
     args = parser.parse_args(["gradflow", *argv])
     return args.func(args)
 

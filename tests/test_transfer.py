@@ -11,6 +11,7 @@ import minicnn as mc
 import minicnn.nn as nn
 import minicnn.nn.functional as F
 from minicnn import transfer
+from minicnn.experiments import finetune
 
 
 def _batch(n=16, classes=10, seed=0):
@@ -144,7 +145,7 @@ def test_linear_skips_the_products_nobody_needs(monkeypatch):
 
 
 def test_conv_with_frozen_weight_computes_no_weight_gradient(monkeypatch):
-    from minicnn.ops import conv as conv_ops
+    from minicnn.engine import conv as conv_ops   # the products the conv op asks for
     seen = []
     real_input_grad, real_nhwc = conv_ops.conv2d_input_grad_nhwc, conv_ops.conv2d_nhwc
 
@@ -289,19 +290,18 @@ def test_report_counts_trainable_and_frozen_per_stage():
 
 def test_finetune_command_runs_the_experiment(tmp_path):
     parser = argparse.ArgumentParser()
-    transfer.register(parser.add_subparsers())
+    finetune.register(parser.add_subparsers())
     args = parser.parse_args(["finetune", "--out", str(tmp_path), "--subset", "bundled",
                               "--labels", "2", "4", "--seeds", "1", "--pretrain-epochs", "1",
                               "--min-steps", "3", "--epochs", "1", "--batch-size", "8"])
     lines = []
-    import minicnn.transfer as t
-    assert args.func is t._cmd_finetune
-    records = transfer.run_experiment(
+    assert args.func is finetune._cmd_finetune
+    records = finetune.run_experiment(
         out=args.out, labels=tuple(args.labels), seeds=tuple(range(args.seeds)),
         model=args.model, pretrain_epochs=args.pretrain_epochs, min_steps=args.min_steps,
         epochs=args.epochs, batch_size=args.batch_size, subset=args.subset, log=lines.append)
     assert len(records) == 2 * 4
-    assert {r["method"] for r in records} == set(transfer.METHODS)
+    assert {r["method"] for r in records} == set(finetune.METHODS)
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["steps"] == 3 for r in records)
     by_method = {r["method"]: r for r in records if r["labels_per_class"] == 2}
     assert by_method["linear"]["trainable"] == 401 * 5            # Linear(400 = 16 x 5 x 5, 5)
@@ -315,7 +315,7 @@ def test_finetune_command_runs_the_experiment(tmp_path):
     assert (tmp_path / "accuracy_vs_labels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "pretrained.npz").exists()
     # the pre-trained weights are reused with --pretrained
-    again = transfer.run_experiment(out=str(tmp_path / "again"), labels=(2,), seeds=(0,),
+    again = finetune.run_experiment(out=str(tmp_path / "again"), labels=(2,), seeds=(0,),
                                     pretrained=str(tmp_path / "pretrained.npz"),
                                     min_steps=3, epochs=1, batch_size=8, subset="bundled",
                                     methods=("linear",), log=lines.append)
@@ -325,7 +325,7 @@ def test_finetune_command_runs_the_experiment(tmp_path):
 def test_too_many_labels_for_the_data_is_a_clear_error():
     labels = np.repeat(np.arange(3), 5)
     with pytest.raises(ValueError, match="only 5 training images"):
-        transfer._few_labels(labels, 6, seed=0)
+        finetune._few_labels(labels, 6, seed=0)
 
 
 def test_deepest_stage():

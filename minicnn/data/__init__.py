@@ -17,6 +17,8 @@
 * :class:`DataLoader`: batches as tensors on a device, seeded shuffling, ``drop_last``.
 * :mod:`minicnn.data.transforms`: batch-wise ``Normalize``, ``RandomCrop``,
   ``RandomHorizontalFlip``, ``Pad``, ``ToFloat``, ``Compose``.
+* :func:`load_data` (:mod:`minicnn.data.presets`): a data set by name, normalised with its
+  training set's mean and std (``NORMALIZE``), as ``minicnn train`` and the experiments use it.
 
 Every problem with a file is a :class:`DataError` naming the file and what is wrong; a missing
 data set is a :class:`DatasetNotFoundError` listing the folders searched and how to get it.
@@ -29,6 +31,7 @@ from minicnn.data.idx import read_idx, write_idx
 from minicnn.data.loader import DataLoader
 from minicnn.data.mnist import (MNIST, FashionMNIST, fashion_mnist_message, load_bundled_subset,
                                 load_fashion_mnist)
+from minicnn.data.presets import DATASETS, NORMALIZE, load_data
 from minicnn.data.segmentation import SyntheticShapes
 from minicnn.data.transforms import (Compose, Normalize, Pad, RandomCrop, RandomHorizontalFlip,
                                      ToFloat, ToTensor)
@@ -37,4 +40,4 @@ __all__ = ["read_idx", "write_idx", "FashionMNIST", "MNIST", "CIFAR10", "read_ci
            "SyntheticShapes", "ArrayDataset", "Subset", "DataLoader", "load_fashion_mnist",
            "load_bundled_subset", "fashion_mnist_message", "transforms", "Compose", "ToFloat",
            "ToTensor", "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip", "DataError",
-           "ChecksumError", "DatasetNotFoundError"]
+           "ChecksumError", "DatasetNotFoundError", "load_data", "NORMALIZE", "DATASETS"]

@@ -52,14 +52,18 @@ MODELS = {
 }
 
 
-def get_model(name, **kwargs):
-    """Build the model called ``name`` (a key of ``MODELS``) with the factory's arguments."""
+def factory_of(name):
+    """The factory of the model called ``name`` (a key of ``MODELS``)."""
     try:
-        factory = MODELS[name][0]
+        return MODELS[name][0]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") \
             from None
-    return factory(**kwargs)
+
+
+def get_model(name, **kwargs):
+    """Build the model called ``name`` (a key of ``MODELS``) with the factory's arguments."""
+    return factory_of(name)(**kwargs)
 
 
 def default_input_shape(name):
@@ -70,4 +74,4 @@ def default_input_shape(name):
 __all__ = sorted(set(MODELS) | {
     "LeNet5", "DenseNet", "GoogLeNet", "GoogLeNetOutputs", "ResNet", "CifarResNet", "UNet",
     "cifar_resnet", "densenet161", "googlenet_loss", "unet_output_size", "vgg_grow", "MODELS",
-    "get_model", "default_input_shape"})
+    "get_model", "factory_of", "default_input_shape"})

@@ -22,9 +22,9 @@ features are reused, not re-learned, and the gradient reaches every earlier laye
 import math
 from collections import OrderedDict
 
-import minicnn as mc
 import minicnn.nn as nn
 import minicnn.nn.functional as F
+from minicnn.ops import cat
 
 
 class _DenseLayer(nn.Module):
@@ -44,7 +44,7 @@ class _DenseLayer(nn.Module):
 
     def forward(self, features):
         # features: the block input and every earlier layer's output, all N x ? x H x W
-        x = mc.cat(features, 1) if len(features) > 1 else features[0]  # N x (c0 + l*k) x H x W
+        x = cat(features, 1) if len(features) > 1 else features[0]  # N x (c0 + l*k) x H x W
         x = self.conv1(self.relu1(self.norm1(x)))  # N x bn_size*k x H x W
         x = self.conv2(self.relu2(self.norm2(x)))  # N x k x H x W
         if self.drop_rate > 0:
@@ -66,7 +66,7 @@ class _DenseBlock(nn.ModuleDict):
         features = [init_features]  # N x c0 x H x W
         for layer in self.values():
             features.append(layer(features))  # N x k x H x W each
-        return mc.cat(features, 1)  # N x (c0 + num_layers*k) x H x W
+        return cat(features, 1)  # N x (c0 + num_layers*k) x H x W
 
 
 class _Transition(nn.Sequential):

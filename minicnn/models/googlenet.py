@@ -37,9 +37,9 @@ logits only.
 """
 from collections import namedtuple
 
-import minicnn as mc
 import minicnn.nn as nn
 import minicnn.nn.functional as F
+from minicnn.ops import cat
 
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
 
@@ -123,7 +123,7 @@ class Inception(nn.Module):
         branch2 = self.branch2(x)  # N x ch3x3 x H x W
         branch3 = self.branch3(x)  # N x ch5x5 x H x W
         branch4 = self.branch4(x)  # N x pool_proj x H x W
-        return mc.cat([branch1, branch2, branch3, branch4], 1)  # N x out_channels x H x W
+        return cat([branch1, branch2, branch3, branch4], 1)  # N x out_channels x H x W
 
 
 class InceptionAux(nn.Module):
@@ -221,7 +221,7 @@ class GoogLeNet(nn.Module):
         x_ch0 = x[:, 0:1] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
         x_ch1 = x[:, 1:2] * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
         x_ch2 = x[:, 2:3] * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
-        return mc.cat([x_ch0, x_ch1, x_ch2], 1)
+        return cat([x_ch0, x_ch1, x_ch2], 1)
 
     def forward(self, x):
         x = self._transform_input(x)  # N x 3 x 224 x 224

@@ -12,6 +12,7 @@ trainable coefficient, and the output is a linear layer with softmax cross-entro
 Euclidean RBF units.
 """
 import minicnn.nn as nn
+from minicnn.models.pretrained import load_pretrained, ships_weights
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 _POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
@@ -52,6 +53,7 @@ class LeNet5(nn.Module):
         return self.classifier(x)  # N x num_classes
 
 
+@ships_weights
 def lenet5(num_classes=10, in_channels=1, input_size=28, activation="tanh", pool="avg",
            pretrained=False):
     """LeNet-5. ``activation`` 'tanh' (the paper's squashing function, default), 'relu' or
@@ -60,7 +62,6 @@ def lenet5(num_classes=10, in_channels=1, input_size=28, activation="tanh", pool
     :mod:`minicnn.models.pretrained`)."""
     model = LeNet5(num_classes, in_channels, input_size, activation, pool)
     if pretrained:
-        from minicnn.models.pretrained import load_pretrained
         load_pretrained(model, "lenet5", dict(num_classes=num_classes, in_channels=in_channels,
                                               input_size=input_size, activation=activation,
                                               pool=pool))

@@ -16,18 +16,33 @@ Loading checks that the call builds the architecture the weights were trained fo
 ``num_classes`` or ``in_channels`` is an error that says which call fits; to reuse the weights
 for other classes, load them and then :func:`minicnn.transfer.replace_head`), and that the file
 still has its checksum (a damaged file is an error, never silently wrong weights).
+
+The arrows point down: the model files (``lenet.py``, ``vgg.py``, ``resnet_cifar.py``) import
+this module and mark each factory that takes ``pretrained=True`` with :func:`ships_weights`;
+this module never imports them, it finds a factory by the name the manifest gives.
 """
 import inspect
 import json
 import os
 
-from minicnn.checkpoint import CheckpointError
+from minicnn.data.download import sha256_of
+from minicnn.serialization import CheckpointError, read_archive
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MANIFEST = os.path.join(WEIGHTS_DIR, "manifest.json")
 
 __all__ = ["WEIGHTS_DIR", "manifest", "available", "describe", "load_pretrained",
-           "pretrained_model"]
+           "pretrained_model", "ships_weights"]
+
+#: factory name -> factory, for every factory marked with :func:`ships_weights`
+_FACTORIES = {}
+
+
+def ships_weights(factory):
+    """Decorator for a model factory that takes ``pretrained=True``: the manifest's ``factory``
+    entry names it, and :func:`pretrained_model` and the argument check find it here."""
+    _FACTORIES[factory.__name__] = factory
+    return factory
 
 
 def manifest():
@@ -66,11 +81,19 @@ def _entry(name):
     return entries[name]
 
 
+def _factory(entry):
+    """The factory a manifest entry names (one marked with :func:`ships_weights`)."""
+    try:
+        return _FACTORIES[entry["factory"]]
+    except KeyError:
+        raise ValueError(f"the manifest names the factory {entry['factory']!r}, which does not "
+                         f"take pretrained=True (those that do: {', '.join(sorted(_FACTORIES))})"
+                         ) from None
+
+
 def _expected_arguments(entry):
     """The factory's defaults overridden by the arguments the weights were trained with."""
-    import minicnn.models as models
-
-    factory = getattr(models, entry["factory"])
+    factory = _factory(entry)
     defaults = {k: p.default for k, p in inspect.signature(factory).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     return {**defaults, **entry["kwargs"]}
@@ -80,9 +103,6 @@ def load_pretrained(model, name, arguments):
     """Load the shipped weights ``name`` into ``model``, built by a factory called with the
     architecture ``arguments`` (a dict); used by the factories' ``pretrained=True``. Returns
     ``model``."""
-    from minicnn import weights
-    from minicnn.data.download import sha256_of
-
     entry = _entry(name)
     expected = _expected_arguments(entry)
     differ = [(k, v, expected[k]) for k, v in arguments.items()
@@ -104,14 +124,13 @@ def load_pretrained(model, name, arguments):
         raise CheckpointError(f"{path} is damaged: its SHA-256 is {digest}, the manifest says "
                               f"{entry['sha256']}. Reinstall minicnn, or reproduce the file "
                               f"with: {entry['command']}")
-    weights.load(model, path)
+    state, _ = read_archive(path, "weights")
+    model.load_state_dict(state)   # strict: a key or shape that does not fit lists them all
     return model
 
 
 def pretrained_model(name):
     """Build the shipped model ``name`` with the arguments it was trained with and load its
-    weights: ``pretrained_model("resnet20")``."""
-    import minicnn.models as models
-
+    weights: ``pretrained_model("resnet8")``."""
     entry = _entry(name)
-    return getattr(models, entry["factory"])(**entry["kwargs"], pretrained=True)
+    return _factory(entry)(**entry["kwargs"], pretrained=True)

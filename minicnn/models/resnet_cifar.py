@@ -34,6 +34,7 @@ The nets take any input of at least 8x8: 28x28 Fashion-MNIST with ``in_channels=
 """
 import minicnn.nn as nn
 import minicnn.nn.functional as F
+from minicnn.models.pretrained import load_pretrained, ships_weights
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _INITS = ("kaiming_fan_out", "kaiming_fan_in", "xavier", "normal", "default")
@@ -179,6 +180,7 @@ class CifarResNet(nn.Module):
         return self.fc(x)                      # N x num_classes
 
 
+@ships_weights
 def cifar_resnet(depth=20, num_classes=10, in_channels=3, plain=False, norm=True,
                  activation="relu", init="kaiming_fan_out", pretrained=False):
     """The CIFAR ResNet of any depth 6n + 2 (8, 14, 20, ...); see the module docstring.
@@ -192,7 +194,6 @@ def cifar_resnet(depth=20, num_classes=10, in_channels=3, plain=False, norm=True
     """
     model = CifarResNet(depth, num_classes, in_channels, plain, norm, activation, init)
     if pretrained:
-        from minicnn.models.pretrained import load_pretrained
         load_pretrained(model, f"resnet{depth}", dict(
             depth=depth, num_classes=num_classes, in_channels=in_channels, plain=plain,
             norm=norm, activation=activation))

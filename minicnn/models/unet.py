@@ -40,9 +40,9 @@ depth=3, padding=True)`` (481,796 parameters; with ``skip='sum'`` 433,412) on
 """
 import math
 
-import minicnn as mc
 import minicnn.nn as nn
 import minicnn.nn.functional as F
+from minicnn.ops import cat
 
 _SKIPS = ("concat", "sum")
 
@@ -174,7 +174,7 @@ class UNet(nn.Module):
                 x = up(x)                                 # N x C x 2h x 2w (28 -> 56 ...)
                 skip = F.center_crop(skip, x.shape[-2:])  # N x C x 2h x 2w (64 -> 56 ...)
             if self.skip == "concat":
-                x = mc.cat([skip, x], axis=1)  # N x 2C x 2h x 2w
+                x = cat([skip, x], axis=1)  # N x 2C x 2h x 2w
             else:
                 x = skip + x                   # N x C x 2h x 2w
             x = block(x)                       # N x C x 2h-4 x 2w-4 (56 -> 52 ... 392 -> 388)

@@ -37,6 +37,7 @@ that. The paper also notes that after submission they found Glorot initialisatio
 unnecessary; torchvision's Kaiming initialisation (used here) trains every depth from scratch.
 """
 import minicnn.nn as nn
+from minicnn.models.pretrained import load_pretrained, ships_weights
 
 # The paper's Table 1, columns A, B, D, E (torchvision's cfgs).
 CFGS = {
@@ -145,6 +146,7 @@ def vgg19(num_classes=1000, in_channels=3, batch_norm=False, dropout=0.5):
     return _vgg("E", num_classes, in_channels, batch_norm, dropout)
 
 
+@ships_weights
 def vgg_small(depth=11, num_classes=10, in_channels=1, width=16, batch_norm=False, dropout=0.5,
               hidden=None, pretrained=False):
     """VGG-``depth`` (11, 13, 16 or 19) for 28x28/32x32 inputs: the paper's column with every
@@ -160,7 +162,6 @@ def vgg_small(depth=11, num_classes=10, in_channels=1, width=16, batch_norm=Fals
     model = VGG(features, num_classes, dropout=dropout, pool_size=(1, 1),
                 hidden=16 * width if hidden is None else hidden, linear_init="kaiming")
     if pretrained:
-        from minicnn.models.pretrained import load_pretrained
         load_pretrained(model, "vgg_small", dict(depth=depth, num_classes=num_classes,
                                                  in_channels=in_channels, width=width,
                                                  batch_norm=batch_norm, hidden=hidden))

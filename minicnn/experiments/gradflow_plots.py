@@ -1,4 +1,5 @@
-"""The pictures of :mod:`minicnn.gradflow`, drawn with matplotlib's Agg renderer on figures of
+"""The pictures of the gradient-flow experiments (:mod:`minicnn.experiments.gradflow`, on the
+measurements of :mod:`minicnn.gradflow`), drawn with matplotlib's Agg renderer on figures of
 their own (no ``pyplot``: no window opens, a notebook's backend is left alone), saved atomically
 as PNG when given a path. Each function returns the ``Figure`` (a notebook displays it).
 
@@ -22,6 +23,8 @@ __all__ = ["plot_grad_norms", "plot_grad_bars", "plot_degradation", "plot_jacobi
 
 
 def _figure(rows, cols, width=5.5, height=3.8):
+    # NOTE: matplotlib is imported when a picture is drawn, not at the top: it takes 0.4-0.7 s,
+    # and the command line imports this module to register `minicnn gradflow`
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     figure = Figure(figsize=(width * cols, height * rows), layout="constrained")
