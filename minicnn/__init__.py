@@ -12,6 +12,16 @@ from minicnn.autograd import (AnomalyError, Function, Tensor, detect_anomaly, en
                               is_grad_enabled, no_grad)
 from minicnn.gradcheck import GradcheckError, gradcheck, gradcheck_model
 from minicnn.ops import cat, split, stack
+# PyTorch's everyday names (``import minicnn as torch`` runs the tutorials' code)
+from minicnn.ops import (abs, amax, amin, clamp, clip, clone, exp, flatten, log, max,  # noqa
+                         maximum, mean, min, minimum, permute, pow, reshape, sigmoid, softmax,
+                         log_softmax, sqrt, squeeze, std, sum, tanh, transpose, unsqueeze, var)
+from minicnn.creation import (arange, device, double, empty, float16, float32,  # noqa: E402
+                              float64, from_numpy, full, full_like, half, int8, int16, int32,
+                              int64, is_tensor, linspace, long, numel, ones, ones_like, rand,
+                              rand_like, randint, randn, randn_like, tensor, uint8, zeros,
+                              zeros_like)
+from minicnn.saving import load, save  # noqa: E402
 from minicnn.random import manual_seed
 from minicnn import nn, optim  # noqa: E402  (they import the names above)
 from minicnn import data, models  # noqa: E402
@@ -30,3 +40,10 @@ __all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "e
            "save_weights", "load_weights", "CheckpointError", "summary", "plot_history", "gradflow",
            "transfer", "weights",
            "__version__"]
+__all__ += ["abs", "amax", "amin", "clamp", "clip", "clone", "exp", "flatten", "log", "max",
+            "maximum", "mean", "min", "minimum", "permute", "pow", "reshape", "sigmoid", "softmax",
+            "log_softmax", "sqrt", "squeeze", "std", "sum", "tanh", "transpose", "unsqueeze",
+            "var", "arange", "device", "empty", "float16", "float32", "float64", "from_numpy",
+            "full", "full_like", "int32", "int64", "is_tensor", "linspace", "long", "numel",
+            "ones", "ones_like", "rand", "rand_like", "randint", "randn", "randn_like", "tensor",
+            "zeros", "zeros_like", "save", "load"]

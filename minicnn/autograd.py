@@ -23,7 +23,7 @@ import weakref
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, tensor_methods
 
 _grad_enabled = True
 
@@ -181,11 +181,13 @@ def _as_array(data, dtype=None):
     return array
 
 
-class Tensor:
+class Tensor(tensor_methods.TensorMethods):
     """An array with a gradient. ``Tensor(data, requires_grad=False, device=None, dtype=None)``.
 
     ``data`` may be a list, a number, a NumPy or CuPy array. Python floats become float32; NumPy
     arrays keep their dtype (so float64 stays float64, which the gradient checks use).
+    PyTorch's everyday methods (``size``, ``unsqueeze``, ``clamp``...) are in
+    :mod:`minicnn.tensor_methods`.
     """
 
     __slots__ = ("data", "grad", "requires_grad", "creator", "_index", "_hooks", "name",
@@ -227,14 +229,6 @@ class Tensor:
     @property
     def ndim(self):
         return self.data.ndim
-
-    @property
-    def size(self):
-        """Number of elements (NumPy's ``size``; PyTorch's ``numel()``)."""
-        return self.data.size
-
-    def numel(self):
-        return self.data.size
 
     @property
     def device(self):
@@ -447,17 +441,16 @@ class Tensor:
         return bool(self.data)
 
     # ---- methods -------------------------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False):
-        return _ops.sum(self, axis, keepdims)
+    # PyTorch's dim/keepdim, or NumPy's axis/keepdims
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return _ops.sum(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis=None, keepdims=False):
-        return _ops.mean(self, axis, keepdims)
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return _ops.mean(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def max(self, axis=None, keepdims=False):
-        return _ops.max(self, axis, keepdims)
-
-    def argmax(self, axis=None):
-        return Tensor._wrap(self.data.argmax(axis=axis), False)
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """``max()``; ``max(dim)`` -> ``(values, indices)``; ``max(axis=...)`` -> values."""
+        return _ops.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
         return _ops.reshape(self, *shape)
@@ -492,11 +485,11 @@ class Tensor:
     def sigmoid(self):
         return _ops.sigmoid(self)
 
-    def softmax(self, axis=-1):
-        return _ops.softmax(self, axis)
+    def softmax(self, dim=-1, dtype=None, *, axis=None):
+        return _ops.softmax(self, dim if axis is None else axis, dtype)
 
-    def log_softmax(self, axis=-1):
-        return _ops.log_softmax(self, axis)
+    def log_softmax(self, dim=-1, dtype=None, *, axis=None):
+        return _ops.log_softmax(self, dim if axis is None else axis, dtype)
 
 
 class _HookHandle:
@@ -543,6 +536,12 @@ def _run_hooks(hooks, grad):
 
 def _accumulate(total, grad):
     return grad if total is None else total + grad
+
+
+def _grad_array(grad):
+    """NOTE: NumPy turns arithmetic on 0-d arrays into scalars (np.float32); ``.grad`` stays an
+    ndarray of the tensor's shape."""
+    return np.asarray(grad) if isinstance(grad, np.generic) else grad
 
 
 def run_backward(root, seed):
@@ -593,7 +592,7 @@ def run_backward(root, seed):
         if leaf._hooks:
             grad = _run_hooks(leaf._hooks, grad)
         # copy: the same array may have been handed to several leaves, or be a read-only view
-        leaf.grad = grad.copy(order="K") if leaf.grad is None else leaf.grad + grad
+        leaf.grad = _grad_array(grad.copy(order="K") if leaf.grad is None else leaf.grad + grad)
 
 
 def _zeros_for_output(fn, index, like):
@@ -615,3 +614,4 @@ def as_tensor(value, like=None):
 
 
 from minicnn import ops as _ops  # noqa: E402  (ops import Tensor and Function from this module)
+tensor_methods.bind_ops(_ops)

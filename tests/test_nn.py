@@ -629,11 +629,30 @@ def test_losses_equal_pytorch():
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5)
 
 
-def test_loss_layers_reject_unsupported_options():
-    with pytest.raises(NotImplementedError):
-        nn.CrossEntropyLoss(weight=np.ones(3))
-    with pytest.raises(NotImplementedError):
-        nn.CrossEntropyLoss(label_smoothing=0.1)
+def test_cross_entropy_loss_takes_weight_and_label_smoothing_like_pytorch():
+    torch = torch_or_skip()
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((6, 3)).astype(np.float32)
+    target = np.array([0, 2, 1, 1, -100, 2])
+    weight = np.array([0.5, 2.0, 1.0], np.float32)
+    for kw in (dict(weight=weight), dict(label_smoothing=0.1),
+               dict(weight=weight, label_smoothing=0.2)):
+        criterion = nn.CrossEntropyLoss(**kw)
+        ours = criterion(mc.Tensor(logits), target)
+        kw = {k: torch.from_numpy(v) if k == "weight" else v for k, v in kw.items()}
+        theirs = torch.nn.CrossEntropyLoss(**kw)(torch.from_numpy(logits),
+                                                 torch.from_numpy(target))
+        np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-5)
+    criterion = nn.CrossEntropyLoss(weight=weight)
+    assert "weight" in criterion.state_dict()    # a buffer, as in PyTorch
+
+
+def test_loss_layers_reject_bad_options():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        nn.CrossEntropyLoss(label_smoothing=1.5)
+    with pytest.raises(ValueError, match="one entry per class"):
+        nn.CrossEntropyLoss(weight=np.ones(3))(mc.Tensor(np.zeros((2, 4), np.float32)),
+                                               np.array([0, 1]))
     with pytest.raises(ValueError, match="reduction"):
         nn.MSELoss(reduction="avg")
     with pytest.raises(ValueError, match="reduction"):
@@ -655,8 +674,12 @@ def test_functional_uses_pytorch_keywords():
         F.cross_entropy(t, target, ignore_index=1).item(),
         torch.nn.functional.cross_entropy(tx, torch.from_numpy(target), ignore_index=1).item(),
         rtol=1e-5)
-    with pytest.raises(NotImplementedError):
-        F.cross_entropy(t, target, weight=np.ones(4))
+    weight = np.array([1.0, 0.5, 2.0, 1.5], np.float32)
+    np.testing.assert_allclose(
+        F.cross_entropy(t, target, weight=weight, label_smoothing=0.1).item(),
+        torch.nn.functional.cross_entropy(tx, torch.from_numpy(target),
+                                          weight=torch.from_numpy(weight),
+                                          label_smoothing=0.1).item(), rtol=1e-5)
     np.testing.assert_allclose(F.pad(t, (1, 1)).numpy(),
                                torch.nn.functional.pad(tx, (1, 1)).numpy())
     w = np.ones((5, 2), dtype=np.float32)

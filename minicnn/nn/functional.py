@@ -24,27 +24,32 @@ def relu(input, inplace=False):
     return ops.relu(input)
 
 
-def softmax(input, dim=-1):
-    """``exp(x) / sum(exp(x))`` along ``dim`` (computed after subtracting the maximum)."""
-    return ops.softmax(input, axis=dim)
+def softmax(input, dim=-1, _stacklevel=3, dtype=None):
+    """``exp(x) / sum(exp(x))`` along ``dim`` (computed after subtracting the maximum).
+    ``dtype``: the input is cast to it first (float64 for more precision)."""
+    return ops.softmax(input, dim, dtype)
 
 
-def log_softmax(input, dim=-1):
+def log_softmax(input, dim=-1, _stacklevel=3, dtype=None):
     """``log(softmax(x))`` along ``dim``, computed stably (never the log of a tiny number)."""
-    return ops.log_softmax(input, axis=dim)
+    return ops.log_softmax(input, dim, dtype)
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0):
-    """Cross-entropy of logits against integer class targets (PyTorch's ``F.cross_entropy``).
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0):
+    """Cross-entropy of logits against class targets (PyTorch's ``F.cross_entropy``).
 
-    ``input`` (N, C) with ``target`` (N,), or per pixel (N, C, H, W) with (N, H, W). Targets
-    equal to ``ignore_index`` are skipped. ``weight`` and ``label_smoothing`` are not supported.
+    ``input`` (N, C) with ``target`` (N,), or per pixel (N, C, H, W) with (N, H, W): integer
+    class indices (``ignore_index`` ones are skipped); or a float ``target`` of ``input``'s
+    shape holding class probabilities. ``weight`` (C,) weighs each class (the mean divides by
+    the targets' summed weight), ``label_smoothing`` mixes the target with the uniform
+    distribution. ``size_average``/``reduce`` are PyTorch's long-deprecated spellings: refused.
     """
-    if weight is not None or label_smoothing:
-        raise NotImplementedError("cross_entropy: class weights and label smoothing are not "
-                                  "supported in minicnn")
-    return ops.cross_entropy(input, target, reduction=reduction, ignore_index=ignore_index)
+    if size_average is not None or reduce is not None:
+        raise TypeError("cross_entropy: size_average and reduce are deprecated in PyTorch and "
+                        "not supported: use reduction='mean' | 'sum' | 'none'")
+    return ops.cross_entropy(input, target, reduction=reduction, ignore_index=ignore_index,
+                             weight=weight, label_smoothing=label_smoothing)
 
 
 def flatten(input, start_dim=1, end_dim=-1):

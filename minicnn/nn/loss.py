@@ -1,5 +1,6 @@
 """Loss layers: ``CrossEntropyLoss`` for classification (and per-pixel segmentation) and
 ``MSELoss`` for regression. Called as ``criterion(output, target)``."""
+from minicnn.autograd import Tensor
 from minicnn.nn import functional as F
 from minicnn.nn.module import Module
 
@@ -14,24 +15,28 @@ def _check_reduction(name, reduction):
 
 class CrossEntropyLoss(Module):
     """Cross-entropy of logits (N, C) against class indices (N,), or per pixel (N, C, H, W)
-    against (N, H, W); softmax is included, so the model outputs raw logits.
+    against (N, H, W), or against class probabilities of the logits' shape; softmax is
+    included, so the model outputs raw logits.
 
+    ``weight`` (C,): a weight per class (``'mean'`` then divides by the targets' summed weight,
+    PyTorch's rule); ``label_smoothing``: the target becomes ``(1 - e) target + e / C``;
     ``reduction``: 'mean' (over the targets not equal to ``ignore_index``), 'sum' or 'none'.
-    ``weight`` and ``label_smoothing`` are in the signature only to give a clear error: they
-    are not supported.
+    The weight is a buffer (not trained, moved by ``to()``), as in PyTorch.
     """
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         super().__init__()
-        if weight is not None or label_smoothing:
-            raise NotImplementedError("CrossEntropyLoss: class weights and label smoothing are "
-                                      "not supported in minicnn")
-        self.ignore_index = ignore_index
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must lie in [0, 1], got "
+                             f"{label_smoothing}")
+        self.register_buffer("weight", None if weight is None else
+                             (weight if isinstance(weight, Tensor) else Tensor(weight)))
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
         self.reduction = _check_reduction("CrossEntropyLoss", reduction)
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, ignore_index=self.ignore_index,
-                               reduction=self.reduction)
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
 class MSELoss(Module):

@@ -1,4 +1,4 @@
-"""Element-wise functions: exp, log, relu, tanh, sigmoid.
+"""Element-wise functions: exp, log, sqrt, abs, relu, tanh, sigmoid.
 
 Each backward is the local derivative times the incoming gradient, written with what forward
 already computed (``tanh' = 1 - y**2``, ``sigmoid' = y (1 - y)``, ``exp' = y``).
@@ -24,6 +24,29 @@ class Log(Function):
 
     def backward(self, gy):
         return gy / self.x
+
+
+class Sqrt(Function):
+    """``sqrt(x)``; its derivative ``1 / (2 sqrt(x))`` reuses the output (infinite at 0, as in
+    PyTorch)."""
+
+    def forward(self, x):
+        self.y = backend.get_array_module(x).sqrt(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy / (2 * self.y)
+
+
+class Abs(Function):
+    """``|x|``; the derivative is ``sign(x)``, taken as 0 at the kink x = 0 (as in PyTorch)."""
+
+    def forward(self, x):
+        self.x = x
+        return backend.get_array_module(x).abs(x)
+
+    def backward(self, gy):
+        return gy * backend.get_array_module(gy).sign(self.x)
 
 
 class ReLU(Function):
@@ -67,6 +90,14 @@ def exp(x):
 
 def log(x):
     return Log()(x)
+
+
+def sqrt(x):
+    return Sqrt()(x)
+
+
+def abs(x):
+    return Abs()(x)
 
 
 def relu(x):

@@ -1,4 +1,5 @@
-"""Arithmetic with broadcasting: add, sub, mul, div, neg, pow, matmul, and dtype/device moves.
+"""Arithmetic with broadcasting: add, sub, mul, div, neg, pow, matmul, maximum, minimum, clamp,
+and dtype/device moves.
 
 Broadcasting copies an input along new or size-1 axes in the forward pass, so in the backward
 pass the gradient of that input is the sum over those axes (:func:`unbroadcast`).
@@ -82,6 +83,74 @@ class Pow(Function):
         return gy * self.p * self.x ** (self.p - 1)
 
 
+class PowTensor(Function):
+    """``a ** b`` with a tensor exponent ``b`` (broadcasting): ``d/da = b a^(b-1)``,
+    ``d/db = a^b log(a)``.
+
+    NOTE: ``log(a)`` exists only for ``a > 0``. As in PyTorch, the exponent's gradient is 0 where
+    ``a == 0`` and NaN where ``a < 0``; the base's gradient is 0 where ``b == 0``."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.y = a ** b
+        return self.y
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        a, b = self.a, self.b
+        need_a, need_b = self.needs_input_grad
+        ga = gb = None
+        if need_a:
+            ga = unbroadcast(xp.where(b == 0, gy.dtype.type(0), gy * b * a ** (b - 1)), a.shape)
+        if need_b:
+            log_a = xp.log(xp.where(a > 0, a, a.dtype.type(1)))
+            log_a = xp.where(a < 0, a.dtype.type(np.nan), log_a)
+            gb = unbroadcast(gy * self.y * log_a, b.shape)
+        return ga, gb
+
+
+class Extremum(Function):
+    """Element-wise ``maximum(a, b)`` (``largest=True``) or ``minimum(a, b)``, broadcasting.
+
+    NOTE: where ``a == b`` no single derivative exists; as PyTorch does, each input receives half
+    of the gradient there."""
+
+    def __init__(self, largest=True):
+        self.largest = largest
+
+    def forward(self, a, b):
+        xp = backend.get_array_module(a)
+        self.a, self.b = a, b
+        return xp.maximum(a, b) if self.largest else xp.minimum(a, b)
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        a_wins = self.a > self.b if self.largest else self.a < self.b
+        ga = xp.where(a_wins, gy, xp.where(self.a == self.b, gy * 0.5, gy.dtype.type(0)))
+        return unbroadcast(ga, self.a.shape), unbroadcast(gy - ga, self.b.shape)
+
+
+class Clamp(Function):
+    """``x`` clipped to ``[low, high]`` (numbers; either may be None). The gradient passes where
+    ``low <= x <= high``, the bounds included, as in PyTorch."""
+
+    def __init__(self, low, high):
+        self.low, self.high = low, high
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.x = x
+        return xp.clip(x, self.low, self.high)
+
+    def backward(self, gy):
+        inside = True
+        if self.low is not None:
+            inside = self.x >= self.low
+        if self.high is not None:
+            inside = inside & (self.x <= self.high)
+        return gy * inside
+
+
 class MatMul(Function):
     """``a @ b`` for arrays of two or more axes; leading (batch) axes broadcast."""
 
@@ -163,13 +232,42 @@ def neg(x):
 
 
 def pow(x, exponent):
-    """``x ** exponent`` for a number ``exponent``."""
-    if hasattr(exponent, "creator"):
-        raise TypeError("pow: the exponent must be a number; for a tensor exponent write "
-                        "(b * a.log()).exp()")
-    if isinstance(exponent, np.generic):  # np.float64(0.5) would turn float32 into float64
+    """``x ** exponent``: a number or a tensor (broadcasting) as the exponent; a number as the
+    base works too (``2 ** t``)."""
+    if hasattr(exponent, "creator") or hasattr(exponent, "shape") and np.ndim(exponent):
+        return _binary(PowTensor, "pow", x, exponent)
+    if isinstance(exponent, (np.generic, np.ndarray)):  # np.float64(0.5) would upcast float32
         exponent = exponent.item()
-    return Pow(exponent)(x)
+    return Pow(exponent)(as_tensor(x))
+
+
+def maximum(a, b):
+    """Element-wise larger of ``a`` and ``b`` (broadcasting); at ties each gets half the
+    gradient, as in PyTorch."""
+    return _binary(lambda: Extremum(True), "maximum", a, b)
+
+
+def minimum(a, b):
+    """Element-wise smaller of ``a`` and ``b`` (broadcasting); see :func:`maximum`."""
+    return _binary(lambda: Extremum(False), "minimum", a, b)
+
+
+def clamp(x, min=None, max=None):
+    """``x`` limited to ``[min, max]`` (``torch.clamp``; ``clip`` is the same). Numbers, or
+    tensors (then ``minimum(maximum(x, min), max)``: NOTE at exact ties the gradient is then
+    split, where PyTorch gives it all to ``x``). ``min > max`` gives ``max`` everywhere, as in
+    PyTorch."""
+    if min is None and max is None:
+        raise ValueError("clamp: give at least one of min and max")
+    x = as_tensor(x)
+    if hasattr(min, "creator") or hasattr(max, "creator"):
+        out = x if min is None else maximum(x, min)
+        return out if max is None else minimum(out, max)
+    low, high = (v.item() if isinstance(v, np.generic) else v for v in (min, max))
+    return Clamp(low, high)(x)
+
+
+clip = clamp
 
 
 def matmul(a, b):

@@ -1,4 +1,5 @@
-"""Ops that move elements without computing: reshape, transpose, indexing, cat, stack, split, pad.
+"""Ops that move elements without computing: reshape, transpose, indexing, cat, stack, split, pad,
+squeeze/unsqueeze and clone.
 
 Their backward passes move the gradient back to where each element came from. Indexing is the
 interesting one: an element picked twice (``x[[0, 0]]``) receives the sum of both gradients, a
@@ -20,6 +21,16 @@ class Reshape(Function):
 
     def backward(self, gy):
         return gy.reshape(self.in_shape)
+
+
+class Clone(Function):
+    """A copy with its own memory (``Tensor.clone``); the gradient passes unchanged."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return gy
 
 
 class Transpose(Function):
@@ -154,9 +165,20 @@ def as_pair(value, name, op):
 
 
 def _normalize_axis(axis, ndim, name):
-    if not -ndim <= axis < max(ndim, 1):
-        raise IndexError(f"{name}: axis {axis} is out of range for a tensor with {ndim} axes")
-    return axis % ndim if ndim else 0
+    # NOTE: as in PyTorch a 0-d tensor answers to dim 0 and -1
+    if not isinstance(axis, (int, np.integer)) or not -max(ndim, 1) <= axis < max(ndim, 1):
+        raise IndexError(f"{name}: dim {axis!r} is out of range for a tensor with {ndim} axes "
+                         f"(valid: {-max(ndim, 1)} to {max(ndim, 1) - 1})")
+    return int(axis) % ndim if ndim else 0
+
+
+def _dim(dim, axis, name, default=None):
+    """PyTorch's ``dim`` or NumPy's ``axis`` keyword (the same thing, one at a time)."""
+    if axis is None:
+        return default if dim is None else dim
+    if dim is not None:
+        raise TypeError(f"{name}: give dim or axis (the same thing), not both")
+    return axis
 
 
 def reshape(x, *shape):
@@ -164,11 +186,14 @@ def reshape(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     x = as_tensor(x)
+    n = x.data.size
     known = int(np.prod([s for s in shape if s != -1]))
-    if shape.count(-1) > 1 or (-1 not in shape and known != x.size) or \
-            (-1 in shape and (known == 0 or x.size % known)):
+    if -1 in shape and known == 0:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} into "
+                         f"{shape}: with a 0 beside it, the -1 could be any size")
+    if shape.count(-1) > 1 or (-1 not in shape and known != n) or (-1 in shape and n % known):
         raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} "
-                         f"({x.size} elements) into {shape}")
+                         f"({n} elements) into {shape}")
     return Reshape(shape)(x)
 
 
@@ -191,6 +216,9 @@ def transpose(x, *axes):
         axes = tuple(axes[0])
     if len(axes) == 0:
         return permute(x, *reversed(range(x.ndim)))
+    if len(axes) == 2 and x.ndim == 0:  # torch: transpose(0, 0) / (-1, 0) of a 0-d tensor
+        [_normalize_axis(a, 0, "transpose") for a in axes]
+        return Transpose(())(x)
     if len(axes) == 2:
         order = list(range(x.ndim))
         i, j = (_normalize_axis(a, x.ndim, "transpose") for a in axes)
@@ -205,11 +233,39 @@ def flatten(x, start_dim=0, end_dim=-1):
     s = _normalize_axis(start_dim, x.ndim, "flatten")
     e = _normalize_axis(end_dim, x.ndim, "flatten")
     if x.ndim == 0:
-        return reshape(x, 1)
+        return reshape(x, 1)    # torch: a 0-d tensor flattens to shape (1,)
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a "
                          f"tensor of shape {tuple(x.shape)}")
-    return reshape(x, *x.shape[:s], -1, *x.shape[e + 1:])
+    # the merged size written out, not -1: an empty batch (0, C, H, W) flattens too
+    merged = int(np.prod(x.shape[s:e + 1]))
+    return reshape(x, *x.shape[:s], merged, *x.shape[e + 1:])
+
+
+def squeeze(x, dim=None, *, axis=None):
+    """Drop axes of length 1: all of them, or ``dim`` (an int or a tuple) where its length is 1
+    (an axis of another length is left alone, as in PyTorch)."""
+    x = as_tensor(x)
+    dim = _dim(dim, axis, "squeeze")
+    if dim is None:
+        dims = [i for i, n in enumerate(x.shape) if n == 1]
+    else:
+        dims = [_normalize_axis(d, x.ndim, "squeeze")
+                for d in (dim if isinstance(dim, (tuple, list)) else (dim,))]
+        dims = [d for d in dims if x.ndim and x.shape[d] == 1]
+    return reshape(x, *[n for i, n in enumerate(x.shape) if i not in dims])
+
+
+def unsqueeze(x, dim=None, *, axis=None):
+    """Insert an axis of length 1 at ``dim`` (``-1``: at the end; range ``-ndim-1..ndim``)."""
+    x = as_tensor(x)
+    dim = _normalize_axis(_dim(dim, axis, "unsqueeze"), x.ndim + 1, "unsqueeze")
+    return reshape(x, *x.shape[:dim], 1, *x.shape[dim:])
+
+
+def clone(x):
+    """A copy of ``x`` in its own memory, through which gradients flow (``Tensor.clone``)."""
+    return Clone()(as_tensor(x))
 
 
 def getitem(x, key):
@@ -220,8 +276,10 @@ def getitem(x, key):
     return GetItem(key)(x)
 
 
-def cat(tensors, axis=0):
-    """Join tensors along an existing axis; all other axes must agree (``torch.cat``)."""
+def cat(tensors, dim=None, *, axis=None):
+    """Join tensors along an existing axis ``dim`` (or ``axis``); all other axes must agree
+    (``torch.cat``)."""
+    axis = _dim(dim, axis, "cat", default=0)
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
@@ -235,8 +293,9 @@ def cat(tensors, axis=0):
     return Cat(axis)(*tensors)
 
 
-def stack(tensors, axis=0):
-    """Join same-shaped tensors along a new axis (``torch.stack``)."""
+def stack(tensors, dim=None, *, axis=None):
+    """Join same-shaped tensors along a new axis ``dim`` (``torch.stack``)."""
+    axis = _dim(dim, axis, "stack", default=0)
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("stack: expected a non-empty list of tensors")
@@ -247,8 +306,10 @@ def stack(tensors, axis=0):
     return Stack(_normalize_axis(axis, tensors[0].ndim + 1, "stack"))(*tensors)
 
 
-def split(x, split_size_or_sections, axis=0):
-    """``torch.split``: pieces of ``split_size`` (the last may be smaller) or of the given sizes."""
+def split(x, split_size_or_sections, dim=None, *, axis=None):
+    """``torch.split``: pieces of ``split_size`` (the last may be smaller) or of the given sizes,
+    along ``dim``."""
+    axis = _dim(dim, axis, "split", default=0)
     x = as_tensor(x)
     axis = _normalize_axis(axis, x.ndim, "split")
     n = x.shape[axis]
