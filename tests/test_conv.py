@@ -32,6 +32,15 @@ from optest import OpCase, inputs, normal, torch
 CASES = []
 
 
+@pytest.fixture
+def fast_lane():
+    """The engine's machinery (numba twins, chunks, worker threads, workspace) runs on the fast
+    lane only; the tests that look at it ask for that lane, also under MINICNN_KERNELS=reference
+    (where CI runs this file a second time)."""
+    with mc.reference_kernels(False):
+        yield
+
+
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
@@ -267,6 +276,7 @@ def _conv_and_grads(x, w, b, stride, padding, groups, transposed=False):
 
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.usefixtures("fast_lane")
 def test_numba_path_equals_the_reference_kernels(monkeypatch, config, transposed):
     in_shape, w_shape, stride, padding, groups = config
     if transposed:
@@ -489,6 +499,7 @@ def _predict(transposed, in_shape, w_shape, stride, padding, groups, dtype=np.fl
 
 @pytest.mark.parametrize("chunk", [1 << 30, 3000, 1])
 @pytest.mark.parametrize("config", MEMORY_CONFIGS, ids=str)
+@pytest.mark.usefixtures("fast_lane")
 def test_predicted_column_bytes_equal_the_buffer_used(monkeypatch, config, chunk):
     monkeypatch.setattr(parallel, "chunk_bytes", chunk)
     monkeypatch.setattr(parallel, "num_threads", 1)   # one buffer: the prediction is exact
@@ -500,6 +511,7 @@ def test_predicted_column_bytes_equal_the_buffer_used(monkeypatch, config, chunk
 
 
 @pytest.mark.parametrize("config", MEMORY_CONFIGS, ids=str)
+@pytest.mark.usefixtures("fast_lane")
 def test_with_worker_threads_the_prediction_bounds_all_buffers(monkeypatch, config):
     monkeypatch.setattr(parallel, "num_threads", 2)
     monkeypatch.setattr(parallel, "parallel_min_bytes", 0)
@@ -512,6 +524,7 @@ def test_with_worker_threads_the_prediction_bounds_all_buffers(monkeypatch, conf
 
 
 @pytest.mark.parametrize("config", MEMORY_CONFIGS, ids=str)
+@pytest.mark.usefixtures("fast_lane")
 def test_chunked_and_unchunked_results_are_the_same(monkeypatch, config):
     monkeypatch.setattr(parallel, "chunk_bytes", 1 << 40)
     monkeypatch.setattr(parallel, "num_threads", 1)
@@ -524,6 +537,7 @@ def test_chunked_and_unchunked_results_are_the_same(monkeypatch, config):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.usefixtures("fast_lane")
 def test_results_do_not_depend_on_which_thread_ran_which_chunk(monkeypatch):
     monkeypatch.setattr(parallel, "chunk_bytes", 1)
     monkeypatch.setattr(parallel, "num_threads", 2)
@@ -539,6 +553,7 @@ def test_results_do_not_depend_on_which_thread_ran_which_chunk(monkeypatch):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.usefixtures("fast_lane")
 def test_the_memory_limit_bounds_all_buffers_together(monkeypatch, threads):
     monkeypatch.setattr(parallel, "chunk_bytes", 1 << 40)           # only the limit cuts
     monkeypatch.setattr(parallel, "max_column_bytes", 100_000)
@@ -571,6 +586,7 @@ def test_the_limit_can_be_set_from_the_environment():
     assert int(out.stdout) == 64 * 2 ** 20
 
 
+@pytest.mark.usefixtures("fast_lane")
 def test_workspace_is_reused_and_never_aliased_by_results(monkeypatch):
     monkeypatch.setattr(parallel, "num_threads", 1)
     rng = np.random.default_rng(7)
@@ -587,6 +603,7 @@ def test_workspace_is_reused_and_never_aliased_by_results(monkeypatch):
             assert not np.shares_memory(array, buffer)
 
 
+@pytest.mark.usefixtures("fast_lane")
 def test_a_resnet20_sized_stack_runs_within_the_memory_it_predicts():
     """19 conv layers (ResNet-20's, batch 128) with batch norm and ReLU, forward + backward:
     the only column buffer is the shared workspace, as large as the largest prediction."""
