@@ -25,9 +25,10 @@
 # so that a block that should do nothing only has to learn $F = 0$. In this notebook we look at
 # why that helps from the gradient's point of view — the Jacobian $I + \partial F/\partial x$,
 # gradient norms per layer on real images — and then rerun the degradation experiment.
-# Everything here uses `minicnn.gradflow` (the recorder, the sweep, the Jacobians, the
-# degradation run) and the CIFAR ResNets of `minicnn.models.resnet_cifar`, whose
-# `plain=True` twin is the same network with every addition removed.
+# Everything here uses `minicnn.gradflow` (the recorder, the sweep, the Jacobians), the
+# experiment built on it (`minicnn.experiments.gradflow`: the degradation run, the pictures) and
+# the CIFAR ResNets of `minicnn.models.resnet_cifar`, whose `plain=True` twin is the same network
+# with every addition removed.
 
 # %%
 import csv
@@ -44,8 +45,9 @@ import minicnn as mc
 import minicnn.nn as nn
 from minicnn import gradflow as gf
 from minicnn.data import transforms as T
-from minicnn.gradflow_plots import (plot_degradation, plot_grad_bars, plot_grad_norms,
-                                    plot_jacobian_spectra)
+from minicnn.experiments import gradflow as experiment
+from minicnn.experiments.gradflow_plots import (plot_degradation, plot_grad_bars,
+                                                plot_grad_norms, plot_jacobian_spectra)
 from minicnn.models.resnet_cifar import CifarBasicBlock, cifar_resnet
 
 FAST = os.environ.get("MINICNN_FAST", "0") == "1"   # tiny data and short runs (CI)
@@ -347,7 +349,7 @@ plt.show()
 #
 # He et al.'s Fig. 6: train plain and residual nets of depth 20 and 56 with one recipe; the deeper
 # plain net ends with a *higher training error* than the shallower one, the deeper ResNet with a
-# lower one. `gf.degradation` runs it (SGD with momentum 0.9, lr 0.1 with a cosine schedule,
+# lower one. `experiment.degradation` (`minicnn.experiments.gradflow`) runs it (SGD with momentum 0.9, lr 0.1 with a cosine schedule,
 # weight decay 1e-4, batch norm, He init, batches of 64, the gradient flow recorded on the way).
 # First a small version, here and now, on a small subset:
 
@@ -357,7 +359,7 @@ if FAST:
 else:
     small = dict(depths=(20, 56), epochs=3, train_size=2000, test_size=1000, record_every=16)
 started = time.perf_counter()
-result = gf.degradation(**small, log=None)
+result = experiment.degradation(**small, log=None)
 print(f"{small['train_size']} training images, {small['epochs']} epochs "
       f"({time.perf_counter() - started:.0f} s)")
 for label, run in result["runs"].items():

@@ -25,8 +25,8 @@
 #
 # minicnn ships a small zoo trained on Fashion-MNIST (`minicnn.models.pretrained`, imported here
 # as `zoo`), the tools (`minicnn.transfer`: freeze by stage, replace the head, feature
-# extractors, parameter groups, the trainable/frozen report) and reads PyTorch's weight files
-# (`minicnn.weights`).
+# extractors, parameter groups, the trainable/frozen report; the experiment built on them is
+# `minicnn.experiments.finetune`) and reads PyTorch's weight files (`minicnn.weights`).
 
 # %%
 import json
@@ -44,6 +44,7 @@ import minicnn.nn as nn
 import minicnn.nn.functional as F
 from minicnn import transfer, weights
 from minicnn.data import transforms as T
+from minicnn.experiments import finetune
 from minicnn.models import pretrained as zoo
 
 FAST = os.environ.get("MINICNN_FAST", "0") == "1"   # tiny data and short runs (CI)
@@ -281,11 +282,11 @@ for section in ("linear_4096_backward_ms", "conv_64x64_14x14_backward_ms"):
 #
 # ## The transfer experiment, small version
 #
-# `transfer.run_experiment` (also `minicnn finetune`) is the lecture's experiment on
-# Fashion-MNIST, offline: pre-train LeNet-5 (ReLU, max pooling) on five classes (T-shirt,
-# trouser, pullover, dress, coat), then learn the *other* five (sandal, shirt, sneaker, bag,
-# ankle boot) from a few labels per class, four ways, each trained on exactly the same images
-# for the same number of steps:
+# `finetune.run_experiment` (`minicnn.experiments.finetune`, also `minicnn finetune`) is the
+# lecture's experiment on Fashion-MNIST, offline: pre-train LeNet-5 (ReLU, max pooling) on five
+# classes (T-shirt, trouser, pullover, dress, coat), then learn the *other* five (sandal, shirt,
+# sneaker, bag, ankle boot) from a few labels per class, four ways, each trained on exactly the
+# same images for the same number of steps:
 #
 # 1. **from scratch** (Adam 2e-3);
 # 2. **frozen features + linear classifier**: the pre-trained conv part (S4, 400 features)
@@ -305,7 +306,7 @@ if FAST:
 else:
     small = dict(labels=(10, 100), seeds=(0, 1, 2), pretrain_epochs=2)
 started = time.perf_counter()
-records = transfer.run_experiment(out=out, model="lenet5", log=print, **small)
+records = finetune.run_experiment(out=out, model="lenet5", log=print, **small)
 print(f"({time.perf_counter() - started:.0f} s)")
 
 # %%
@@ -330,7 +331,7 @@ for folder in runs:
           f"{c['pretrain'].get('steps')} steps (source test accuracy "
           f"{100 * c['pretrain'].get('source_test_accuracy', float('nan')):.1f}%), "
           f"{c['minutes']} minutes")
-    print(transfer.results_table(full["records"], c))
+    print(finetune.results_table(full["records"], c))
     display(Image(filename=str(folder / "accuracy_vs_labels.png")))
 if not runs:
     print(f"no full run is committed in {EXPERIMENTS}: only the small run above is shown")

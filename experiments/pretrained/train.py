@@ -10,14 +10,16 @@ is measured on the 10,000 test images):
     vgg_small     vgg_small()  (VGG-11, width 16)       2      Adam 1e-3, cosine
     resnet8       cifar_resnet(8, in_channels=1)        2      Adam 1e-3, cosine
 
-as ``minicnn train`` does (``minicnn.cli.load_data``: the normalisation mean 0.2860 / std 0.3530;
-seed 0; Adam, cosine schedule, batch 128). Each run's checkpoint and history go to
+with ``minicnn train``'s recipe, :func:`minicnn.training.train_model` given the factory (the
+normalisation mean 0.2860 / std 0.3530 of :func:`minicnn.data.load_data`; seed 0; Adam, cosine
+schedule, batch 128; on the CPU). Each run's checkpoint, weights, history and curves go to
 ``runs/pretrained/<name>/``; its weights are copied to ``minicnn/models/weights/<name>.npz`` and
 its entry (arguments, test accuracy, SHA-256, size, the command) is written into
 ``minicnn/models/weights/manifest.json`` atomically. ``--only NAME`` retrains one model.
 """
 import argparse
 import datetime
+import functools
 import json
 import pathlib
 import shutil
@@ -28,10 +30,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import minicnn as mc  # noqa: E402
-from minicnn.checkpoint import atomic_write, save_weights  # noqa: E402
-from minicnn.cli import load_data  # noqa: E402
 from minicnn.data.download import sha256_of  # noqa: E402
-from minicnn.training import evaluate, fit, save_history  # noqa: E402
+from minicnn.serialization import atomic_write  # noqa: E402
+from minicnn.training import train_model  # noqa: E402
 
 WEIGHTS = ROOT / "minicnn" / "models" / "weights"
 COMMAND = "MINICNN_NUM_THREADS=1 nice -n 5 .venv/bin/python experiments/pretrained/train.py"
@@ -46,29 +47,26 @@ CONFIGS = {
 }
 
 
+def _recording(factory, call):
+    """``factory``, also writing the arguments it is called with into the dict ``call`` (they
+    go into the manifest). NOTE: functools.wraps keeps the factory's signature visible, so
+    train_model still sees that lenet5 takes ``input_size``."""
+    @functools.wraps(factory)
+    def build(**arguments):
+        call.update(arguments)
+        return factory(**arguments)
+    return build
+
+
 def train_one(name, runs, weights_dir=WEIGHTS):
     factory, kwargs, epochs = CONFIGS[name]
     out = runs / name
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    # what minicnn.cli.train_model does, for any factory (cifar_resnet is not in MODELS)
-    mc.manual_seed(0)
-    train, test, channels, size = load_data("fashion-mnist", subset="full")
-    call_kwargs = {"num_classes": 10, "in_channels": channels, **kwargs}
-    if factory == "lenet5":
-        call_kwargs["input_size"] = size
-    model = getattr(mc.models, factory)(**call_kwargs)
-    opt = mc.optim.Adam(model.parameters(), lr=1e-3)
-    scheduler = mc.optim.CosineAnnealingLR(opt, epochs)
-    train_loader = mc.data.DataLoader(train, batch_size=128, shuffle=True)
-    test_loader = mc.data.DataLoader(test, batch_size=1000)
-    print(f"{name}: {factory}({call_kwargs}), {sum(p.size for p in model.parameters()):,} "
-          f"parameters, {epochs} epochs", flush=True)
-    history = fit(model, opt, train_loader, epochs, val_loader=test_loader, scheduler=scheduler,
-                  checkpoint_path=out / "checkpoint.npz", progress=False)
-    save_weights(out / "weights.npz", model)
-    save_history(history, out / "history.json")
-    _, test_accuracy = evaluate(model, test_loader)
+    call_kwargs = {}
+    model, history, test_accuracy = train_model(
+        _recording(getattr(mc.models, factory), call_kwargs), "fashion-mnist", epochs,
+        batch_size=128, lr=1e-3, optimizer="adam", schedule="cosine", device="cpu", out=out,
+        seed=0, subset="full", progress=False, model_kwargs=kwargs)
     minutes = (time.perf_counter() - started) / 60
     target = weights_dir / f"{name}.npz"
     with open(out / "weights.npz", "rb") as source, atomic_write(target) as f:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import minicnn as mc  # noqa: E402
 import minicnn.nn.functional as F  # noqa: E402
 from minicnn import transfer  # noqa: E402
-from minicnn.checkpoint import atomic_write  # noqa: E402
+from minicnn.serialization import atomic_write  # noqa: E402
 
 
 def resnet_variant(which):

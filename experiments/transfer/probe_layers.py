@@ -26,7 +26,8 @@ import minicnn as mc  # noqa: E402
 import minicnn.nn as nn  # noqa: E402
 import minicnn.nn.functional as F  # noqa: E402
 from minicnn import transfer, weights  # noqa: E402
-from minicnn.checkpoint import atomic_write  # noqa: E402
+from minicnn.experiments import finetune  # noqa: E402
+from minicnn.serialization import atomic_write  # noqa: E402
 
 LAYERS = [("S4 (features, 400)", "features"), ("C5 (classifier.1, 120)", "classifier.1"),
           ("F6 (classifier.3, 84)", "classifier.3")]
@@ -57,17 +58,17 @@ def probe(train_f, train_y, test_f, test_y, steps=300):
 
 
 def main(path):
-    x_train, y_train, x_test, y_test, source = transfer._fashion_mnist("full")
-    tgt_idx, tgt_y = transfer._select(y_train, [5, 6, 7, 8, 9])
-    test_idx, test_y = transfer._select(y_test, [5, 6, 7, 8, 9])
+    x_train, y_train, x_test, y_test, source = finetune._fashion_mnist("full")
+    tgt_idx, tgt_y = finetune._select(y_train, [5, 6, 7, 8, 9])
+    test_idx, test_y = finetune._select(y_test, [5, 6, 7, 8, 9])
     x_tgt, x_tst = x_train[tgt_idx], x_test[test_idx]
-    pre = transfer._build("lenet5", 5)
+    pre = finetune._build("lenet5", 5)
     weights.load(pre, path)
     mc.manual_seed(0)
-    random = transfer._build("lenet5", 5)
+    random = finetune._build("lenet5", 5)
     rows = []
     for per_class in (10, 100):
-        pick = transfer._few_labels(tgt_y, per_class, seed=0)
+        pick = finetune._few_labels(tgt_y, per_class, seed=0)
         for label, layer in LAYERS:
             accs = []
             for model in (pre, random):
