@@ -76,7 +76,7 @@ class TensorMethods:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self)))
 
-    # ---- numbers ----------------------------------------------------------------------------------
+    # ---- numbers --------------------------------------------------------------------------------
     def _scalar(self, kind):
         if self.data.size != 1:
             raise TypeError(f"only a single-element tensor converts to {kind}, this one has "
@@ -96,7 +96,7 @@ class TensorMethods:
                             f"{self.dtype} of shape {tuple(self.shape)}")
         return int(self.data)
 
-    # ---- reductions (dim/keepdim or axis/keepdims) ------------------------------------------------
+    # ---- reductions (dim/keepdim or axis/keepdims) ----------------------------------------------
     def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """``min()``; ``min(dim)`` -> ``(values, indices)``; ``min(axis=...)`` -> values."""
         return _ops.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
@@ -125,7 +125,7 @@ class TensorMethods:
         return _ops.std(self, dim, keepdim, correction=correction, unbiased=unbiased,
                         axis=axis, keepdims=keepdims)
 
-    # ---- element-wise -----------------------------------------------------------------------------
+    # ---- element-wise ---------------------------------------------------------------------------
     def abs(self):
         return _ops.abs(self)
 

@@ -41,7 +41,8 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: weight must be (out_features, in_features), got shape "
                          f"{tuple(weight.shape)}")
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input of shape {tuple(x.shape)} has {x.shape[-1] if x.ndim else 0} "
+        features = x.shape[-1] if x.ndim else 0
+        raise ValueError(f"linear: input of shape {tuple(x.shape)} has {features} "
                          f"features but the weight {tuple(weight.shape)} expects "
                          f"{weight.shape[1]}")
     if x.dtype != weight.dtype:  # NumPy would silently promote the whole layer to float64

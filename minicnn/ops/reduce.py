@@ -38,7 +38,7 @@ def _axes(axis, ndim):
     # NOTE: as in PyTorch a 0-d tensor has one pseudo-axis: dim 0 or -1 reduce nothing
     for a in axes:
         if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):  # (``max`` is the op)
-            raise IndexError(f"reduction over axis {a} of a tensor with {ndim} axes "
+            raise IndexError(f"reduction: dim {a} is out of range for a tensor with {ndim} axes "
                              f"(valid: {-builtins.max(ndim, 1)} to {builtins.max(ndim, 1) - 1})")
     axes = tuple(sorted(a % ndim for a in axes)) if ndim else ()
     if len(set(axes)) != len(axes):
