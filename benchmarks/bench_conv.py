@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import minicnn as mc  # noqa: E402
 from minicnn.kernels import im2col as im2col_kernels  # noqa: E402
+from minicnn.engine import parallel  # noqa: E402
 from minicnn.ops import conv as conv_ops  # noqa: E402
 from minicnn.ops.conv import conv2d  # noqa: E402
 from results_io import write_results  # noqa: E402  (benchmarks/ is on sys.path)
@@ -150,7 +151,7 @@ class Profile:
         self._wrap(im2col_kernels, "im2col", "im2col")
         self._wrap(im2col_kernels, "col2im", "col2im")
         self._wrap(np, "matmul", "GEMM")
-        self._wrap(conv_ops, "_to_nhwc", "NCHW<->NHWC copies")
+        self._wrap(conv_ops, "to_channels_last", "NCHW<->NHWC copies")
         return self
 
     def __exit__(self, *exc):
@@ -238,7 +239,7 @@ def main():
 
     if args.profile:
         total, parts = profile_resnet20(repeats)
-        workers = conv_ops._parallel.workers(np)
+        workers = parallel.parallel.workers(np)
         parts["other (Python, bias, sums, waiting)"] = workers * total - sum(parts.values())
         lines += ["", f"Where minicnn's ResNet-20 time goes: {total * 1e3:.0f} ms per pass over "
                   f"the 19 layers (wall, timers on), chunks on {workers} worker thread(s). The "
