@@ -175,8 +175,9 @@ def build_parser():
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
 
-    summary_command = sub.add_parser("summary", help="layers, output shapes, parameters, multiply-adds "
-                                             "and im2col buffer bytes of a model")
+    summary_command = sub.add_parser(
+        "summary", help="layers, output shapes, parameters, multiply-adds and im2col buffer "
+                        "bytes of a model")
     summary_command.add_argument("model", choices=sorted(MODELS))
     summary_command.add_argument("--input", type=int, nargs=3, metavar=("C", "H", "W"),
                                  help="input shape (default: the one the model is made for)")

@@ -91,7 +91,8 @@ def _unit(xp, shape, j):
 
 
 def _slopes(loss, xs, i, d, eps):
-    """Central, right and left difference quotients of ``loss`` at ``xs`` along ``d`` for input i."""
+    """Central, right and left difference quotients of ``loss`` at ``xs`` along ``d`` for
+    input i."""
     def at(step):
         moved = list(xs)
         moved[i] = Tensor(xs[i].data + step * d)

@@ -1,4 +1,4 @@
-"""The files minicnn writes: atomic writes, and the archive that weights files and checkpoints share.
+"""The files minicnn writes: atomic writes, and the archive weights files and checkpoints share.
 
 Two kinds of files, one format underneath:
 

@@ -320,8 +320,8 @@ def deepest_stage(model):
 
 def feature_layer(model):
     """Where a frozen feature extractor ends (:mod:`minicnn.experiments.finetune` cuts there):
-    the output of the convolutional part (``features``, S4 of LeNet-5: 16 x 5 x 5 = 400 numbers) or of the global average pool
-    (``avgpool`` of a ResNet: 64 numbers)."""
+    the output of the convolutional part (``features``, S4 of LeNet-5: 16 x 5 x 5 = 400
+    numbers) or of the global average pool (``avgpool`` of a ResNet: 64 numbers)."""
     names = dict(model.named_children())
     for name in ("avgpool", "features"):
         if name in names:

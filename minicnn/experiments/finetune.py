@@ -41,7 +41,7 @@ __all__ = ["METHODS", "METHOD_LABELS", "run_experiment", "steps_for", "results_t
            "plot_results", "register"]
 
 
-# ---- the experiment's data and networks -----------------------------------------------------------------------------
+# ---- the experiment's data and networks --------------------------------------------------------
 
 METHODS = ("scratch", "linear", "deepest", "full")
 METHOD_LABELS = {
