@@ -18,7 +18,8 @@
 # every framework uses is **im2col**: copy every window into one row of a matrix, and the whole
 # convolution becomes a single matrix product (GEMM), which BLAS does at full speed. Its adjoint,
 # **col2im**, gives the backward pass. This notebook builds both on a real image, then pooling,
-# then compares minicnn's NumPy and numba kernels (and PyTorch) by the clock.
+# then compares minicnn's NumPy and numba kernels, the lecture's version of the whole layer and
+# minicnn's engine, and PyTorch, by the clock.
 
 # %%
 import inspect
@@ -354,6 +355,51 @@ for name, (t_ref, t_numba) in kernel_times.items():
           f"-> numba {t_ref / t_numba:.1f}x faster")
 
 # %% [markdown]
+# ## The lecture's version and the engine
+#
+# `F.conv2d` runs exactly the products of this notebook. Which code runs them is one switch:
+# under `mc.reference_kernels()` (or `MINICNN_KERNELS=reference` for a whole process) every op
+# takes the plain NumPy reference kernels -- im2col and one GEMM forward, two GEMMs and col2im
+# backward, for the whole batch at once. Otherwise the **engine** (`minicnn/engine/`) does the
+# same products in chunks that stay in the CPU cache, on worker threads, with reused buffers,
+# numba copies and a few special cases (1x1 kernels, one input channel, the input gradient as a
+# convolution with the flipped kernel). The op, `minicnn/ops/conv.py`, holds the lesson; the
+# engine's docstring holds the speed notes. Both lanes on one ResNet-20 layer (16 -> 16
+# channels, 3x3, 32x32), forward and backward:
+
+# %%
+conv_layer = mc.nn.Conv2d(16, 16, 3, padding=1)
+x_layer = rng.standard_normal((8 if FAST else 64, 16, 32, 32)).astype(np.float32)
+gy_layer = rng.standard_normal(x_layer.shape).astype(np.float32)   # dL/dy, same shape here
+
+
+def layer_forward_backward():
+    x_ = mc.Tensor(x_layer, requires_grad=True)
+    conv_layer.zero_grad()
+    y_ = conv_layer(x_)
+    y_.backward(gy_layer)
+    return [y_.numpy(), x_.grad, conv_layer.weight.grad, conv_layer.bias.grad]
+
+
+lanes = {}
+for lane, reference in (("reference", True), ("engine", False)):
+    with mc.reference_kernels(reference):
+        lanes[lane] = (layer_forward_backward(), best_time(layer_forward_backward, repeats))
+for what, a, b in zip(["y", "dL/dx", "dL/dw", "dL/db"], lanes["reference"][0],
+                      lanes["engine"][0]):
+    print(f"{what:6s} {str(a.shape):18s} max |reference - engine| = {np.abs(a - b).max():.1e}"
+          f"   (largest |value| {np.abs(a).max():.1e})")
+t_reference, t_engine = lanes["reference"][1], lanes["engine"][1]
+print(f"forward + backward, batch {len(x_layer)}: reference {1e3 * t_reference:.1f} ms, "
+      f"engine {1e3 * t_engine:.1f} ms -> the engine is {t_reference / t_engine:.1f}x faster")
+
+# %% [markdown]
+# The differences are float32 rounding: the two lanes add the same products in a different
+# order (chunk by chunk, and the input gradient through the flipped kernel instead of col2im).
+# `tests/test_reference_lane.py` holds them equal for every op and for a few training steps of
+# ResNet-20.
+
+# %% [markdown]
 # ### Against PyTorch
 #
 # A whole convolution, forward and backward, for three layer shapes from the lecture's networks,
@@ -413,11 +459,13 @@ if torch is not None:
 # %% [markdown]
 # In the committed run minicnn took 1.1 to 1.4 times PyTorch's time for these layers, and the
 # numba twins were 5 to 10 times faster than the NumPy references (timings on a shared 2-core
-# machine vary by some 15% between runs): most of the time of both goes into the same GEMMs, and what differs is how well the
-# copies (im2col, col2im) and the GEMM calls are arranged around them. The README's speed table
-# has more shapes, measured on the same 2-core machine.
+# machine vary by some 15% between runs): most of the time of both goes into the same GEMMs, and
+# what differs is how well the copies (im2col, col2im) and the GEMM calls are arranged around
+# them. The README's speed table has more shapes, measured on the same 2-core machine.
 #
 # **Summary.** A convolution is a matrix product once every window is copied into a row
 # (im2col); its input gradient is the adjoint copy summed back (col2im); pooling uses the same
 # strided windows. The readable NumPy kernels are the definition, the numba twins the CPU's
-# speed, the CUDA twins the GPU's (one thread per output element), and the tests hold them equal. Next: the first CNN that used all of this, LeNet-5 (notebook 02).
+# speed, the CUDA twins the GPU's (one thread per output element), and the tests hold them
+# equal; one switch, `mc.reference_kernels()`, runs a whole network on the lecture's version.
+# Next: the first CNN that used all of this, LeNet-5 (notebook 02).

@@ -131,7 +131,7 @@ conv_case("3x3 no bias", 2, 3, (5, 5), 4, 3, bias=False)
 conv_case("3x3 stride 2 pad 1", 2, 3, (7, 6), 4, 3, stride=2, padding=1)
 conv_case("non-square 3x2 stride (1,2) pad (1,0)", 2, 2, (6, 7), 3, (3, 2), (1, 2), (1, 0))
 conv_case("5x5 pad 2 (LeNet)", 2, 1, (8, 8), 3, 5, padding=2)
-# one input channel at stride 1 takes the direct kernels (minicnn/kernels/direct_conv.py)
+# one input channel at stride 1 takes the direct kernels (kernels/direct_conv.py)
 conv_case("one channel, non-square kernel, no bias", 3, 1, (5, 7), 2, (2, 3), padding=(0, 1),
           bias=False)
 conv_case("one channel, padding wider than the kernel's reach", 1, 1, (3, 4), 2, 3, padding=3)

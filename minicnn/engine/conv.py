@@ -39,7 +39,7 @@ fast (measured on a 2-core machine; ``benchmarks/bench_conv.py``):
 7. float32 stays float32: no Python float, no float64 temporary on the way.
 8. A layer with one input channel (a grayscale first layer, LeNet-5's C1) skips im2col: its
    column matrix would be 25 numbers wide for a 5x5 kernel, a GEMM that runs at memory speed.
-   ``minicnn/kernels/direct_conv.py`` computes it directly, one shifted image per kernel tap,
+   ``kernels/direct_conv.py`` computes it directly, one shifted image per kernel tap,
    forward and weight gradient (2-3 times faster on C1). Such a layer's input is usually the
    data, which needs no gradient; when it does, the input gradient takes the usual path.
 9. The bias gradient, a sum over all pixels per channel, is one matrix-vector product

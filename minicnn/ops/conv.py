@@ -6,10 +6,10 @@ Shapes. A batch of images ``x`` (N, C, H, W) and ``OC`` filters ``w`` (OC, C, KH
 
     OH = floor((H + 2*padding - KH) / stride) + 1        (the same for OW)
 
-times along each axis (``minicnn/kernels/geometry.py``, the one place minicnn computes it).
+times along each axis (``kernels/geometry.py``, the one place minicnn computes it).
 
 Forward. Copy the window under the kernel at every output position into one row of a matrix:
-im2col (``minicnn/kernels/im2col.py``). A filter is then a vector of ``KH*KW*C`` weights, and the
+im2col (``kernels/im2col.py``). A filter is then a vector of ``KH*KW*C`` weights, and the
 whole convolution is one matrix product (GEMM)::
 
     cols = im2col(x)                    (N*OH*OW, KH*KW*C)

@@ -14,7 +14,8 @@ gradient)::
 
 the last two terms being what flows back through the batch mean and variance. Two passes over
 memory each way (one for the per-channel sums, one element-wise), done by the numba kernels in
-``minicnn.kernels.normalization``. In evaluation mode the running statistics are constants and
+``minicnn.kernels.normalization`` (by their NumPy references on the reference lane,
+``MINICNN_KERNELS=reference``). In evaluation mode the running statistics are constants and
 batch norm is just a per-channel affine map.
 """
 import numpy as np

@@ -2,7 +2,7 @@
 
 A pooling window slides over each channel plane like a convolution kernel, but instead of a
 weighted sum it takes the maximum (max pooling) or the mean (average pooling) of what it covers.
-The output size along one axis, as in PyTorch (``minicnn/kernels/geometry.py``)::
+The output size along one axis, as in PyTorch (``kernels/geometry.py``)::
 
     out = floor((size + 2*padding - kernel) / stride) + 1          (ceil_mode=False)
     out = ceil((size + 2*padding - kernel) / stride) + 1           (ceil_mode=True),
@@ -14,7 +14,9 @@ most half the kernel, so every window holds at least one real input element.
 
 The loops live in ``minicnn.kernels.pooling`` (a readable NumPy reference and a numba twin); the
 classes here check the arguments, keep what backward needs and pick the memory layout: an input
-whose memory is channels-last (NHWC, as the convolution produces it) stays channels-last.
+whose memory is channels-last (NHWC, as the convolution produces it) stays channels-last. On the
+reference lane (``MINICNN_KERNELS=reference``, ``mc.reference_kernels()``) the kernels run their
+NumPy reference, the version notebook 01 builds.
 """
 import numpy as np
 
