@@ -209,7 +209,7 @@ def module(file):
     """The ``cupy.RawModule`` of ``kernels/<file>`` with every instantiation of :data:`KERNELS`
     named; compiled by NVRTC at the first :meth:`get_function` (CuPy caches the binary on disk,
     this cache keeps the module object)."""
-    import cupy
+    import cupy  # lazy: CuPy is an optional, heavy dependency (only the GPU path needs it)
     return cupy.RawModule(code=source(file), options=NVRTC_OPTIONS,
                           name_expressions=name_expressions(file))
 

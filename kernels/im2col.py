@@ -41,11 +41,8 @@ Each kernel comes twice:
   from it), whose short loops over the kernel taps ran 3-5 times slower.
 
 NOTE: the numba twins are serial (no ``parallel=True``) and release the GIL (``nogil=True``): the
-convolution runs them on chunks of a few images that fit in the CPU cache, several chunks at once
-on its own worker threads, each followed by a single-threaded GEMM (``minicnn/ops/conv.py``).
-A ``prange`` region inside them would fight those threads (and OpenBLAS's, which keep spinning
-for a while after each multi-threaded GEMM): on a 2-core machine that made the copies 10-100
-times slower, while the serial copy of an in-cache chunk already runs close to ``memcpy`` speed.
+convolution engine runs them on chunks of a few images that fit in the CPU cache, several chunks
+at once on its own worker threads (the threading policy in ``kernels/__init__.py``).
 
 * a CUDA C twin (``*_cuda``, source in ``kernels/im2col.cu``), what the GPU runs for CuPy
   arrays: one thread per output element, col2im as a gather (each thread sums the column entries

@@ -116,7 +116,7 @@ def find_nvrtc():
     the system's library path; None when there is none."""
     candidates = [os.environ.get("NVRTC_LIBRARY")]
     try:
-        import nvidia
+        import nvidia  # optional: the nvidia-cuda-nvrtc wheel, only where it is installed
         for root in nvidia.__path__:
             candidates += sorted(glob.glob(os.path.join(root, "*", "lib", "libnvrtc.so*")))
     except ImportError:

@@ -36,8 +36,11 @@ TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol
 
 @pytest.fixture
 def cp():
+    """CuPy, with the kernels in the fast lane (whichever lane the suite runs in): the kernel
+    tests below are about the CUDA twins."""
     import cupy
-    return cupy
+    with backend.reference_kernels(False):
+        yield cupy
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ the im2col path."""
 import numpy as np
 import pytest
 
+from minicnn import backend
+from minicnn.engine import conv as engine
+from minicnn.engine import parallel
 from minicnn.kernels import direct_conv as D
 from minicnn.kernels import im2col as K
 from minicnn.kernels.geometry import conv_output_size
-from minicnn.ops import conv as conv_ops
 
 # (N, H, W, OC, kernel, padding)
 CONFIGS = [
@@ -74,14 +76,15 @@ def test_rejects_more_than_one_channel():
 def test_layer_direct_path_equals_im2col_path(monkeypatch, threads):
     """conv2d on a one-channel input takes the direct kernels; the im2col engine (the path every
     other layer takes) gives the same output and weight gradient, on one or two threads."""
-    monkeypatch.setattr(conv_ops, "num_threads", threads)
-    monkeypatch.setattr(conv_ops, "parallel_min_bytes", 0)
+    monkeypatch.setattr(parallel, "num_threads", threads)
+    monkeypatch.setattr(parallel, "parallel_min_bytes", 0)
     x, wt, b, gy = _data(5, 9, 8, 6, (5, 5), (2, 2))
-    assert conv_ops._use_direct(np, x.shape, wt.shape, (1, 1), 1)
-    y = conv_ops.conv2d_direct_nhwc(x, wt, b, (2, 2))
-    y_ref, gw_ref = conv_ops.conv2d_nhwc(x, wt, b, (1, 1), (2, 2), gy=gy)
+    assert engine.use_direct(np, x.shape, wt.shape, (1, 1), 1)
+    with backend.reference_kernels(False):   # the engine's fast paths, whichever lane CI runs
+        y = engine.conv2d_direct_nhwc(x, wt, b, (2, 2))
+        y_ref, gw_ref = engine.conv2d_nhwc(x, wt, b, (1, 1), (2, 2), gy=gy)
+        gw = engine.conv2d_direct_weight_grad_nhwc(x, gy, (5, 5), (2, 2))
+        gb = engine.bias_grad(gy)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
-    gw = conv_ops.conv2d_direct_weight_grad_nhwc(x, gy, (5, 5), (2, 2))
     np.testing.assert_allclose(gw, gw_ref, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(conv_ops._bias_grad(np, gy), gy.reshape(-1, 6).sum(axis=0),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gb, gy.reshape(-1, 6).sum(axis=0), rtol=1e-5, atol=1e-4)
