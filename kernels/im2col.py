@@ -66,6 +66,17 @@ def _sizes(shape, kernel_size, stride, padding):
     return N, H, W, C, conv_output_size(H, KH, sH, pH), conv_output_size(W, KW, sW, pW)
 
 
+def _check_columns(cols, image_shape, kernel_size, stride, padding):
+    """``_sizes`` of ``image_shape``, after checking that ``cols`` are its column matrix."""
+    sizes = _sizes(tuple(image_shape), kernel_size, stride, padding)
+    N, H, W, C, OH, OW = sizes
+    expected = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
+    if tuple(cols.shape) != expected:
+        raise ValueError(f"col2im: columns of shape {tuple(cols.shape)} do not belong to an "
+                         f"image of shape {tuple(image_shape)} (expected {expected})")
+    return sizes
+
+
 def _check_out(out, shape, dtype, what):
     if out.shape != shape or out.dtype != dtype:
         raise ValueError(f"{what}: out must have shape {shape} and dtype {dtype}, got "
@@ -104,7 +115,7 @@ def col2im_reference(cols, image_shape, kernel_size, stride=(1, 1), padding=(0, 
     """Column matrix (N*OH*OW, KH*KW*C) -> image (N, H, W, C) of ``image_shape``, summing the
     entries that belong to the same pixel (the adjoint of :func:`im2col_reference`)."""
     xp = backend.get_array_module(cols)
-    N, H, W, C, OH, OW = _sizes(image_shape, kernel_size, stride, padding)
+    N, H, W, C, OH, OW = _check_columns(cols, image_shape, kernel_size, stride, padding)
     (KH, KW), (sH, sW), (pH, pW) = kernel_size, stride, padding
     cols = cols.reshape(N, OH, OW, KH, KW, C)
     # room for the padding on both sides; the last windows may stop short of the far edge
@@ -202,11 +213,7 @@ def _col2im_output(xp, cols, image_shape, kernel_size, stride, padding, out):
     """``(OH, OW, out)`` for the twins of col2im, after checking that ``cols`` belongs to an
     image of ``image_shape``."""
     image_shape = tuple(image_shape)
-    N, H, W, C, OH, OW = _sizes(image_shape, kernel_size, stride, padding)
-    expected = (N * OH * OW, kernel_size[0] * kernel_size[1] * C)
-    if cols.shape != expected:
-        raise ValueError(f"col2im: columns of shape {cols.shape} do not belong to an image of "
-                         f"shape {image_shape} (expected {expected})")
+    N, H, W, C, OH, OW = _check_columns(cols, image_shape, kernel_size, stride, padding)
     out = xp.empty(image_shape, dtype=cols.dtype) if out is None else \
         _check_out(out, image_shape, cols.dtype, "col2im")
     return OH, OW, out
