@@ -4,7 +4,7 @@
     import minicnn.nn as nn
     import minicnn.nn.functional as F
 """
-__version__ = "0.1.0"
+from minicnn.version import __version__
 
 from minicnn import backend, cuda
 from minicnn.backend import reference_kernels
@@ -21,7 +21,6 @@ from minicnn.creation import (arange, device, double, empty, float16, float32,  
                               int64, is_tensor, linspace, long, numel, ones, ones_like, rand,
                               rand_like, randint, randn, randn_like, tensor, uint8, zeros,
                               zeros_like)
-from minicnn.saving import load, save  # noqa: E402
 from minicnn.random import manual_seed
 from minicnn import nn, optim  # noqa: E402  (they import the names above)
 from minicnn import data, models  # noqa: E402
@@ -32,6 +31,7 @@ from minicnn.summary import summary  # noqa: E402  (the function; the module sta
 from minicnn.profiler import profile  # noqa: E402
 from minicnn.plots import plot_history  # noqa: E402
 from minicnn import gradflow, transfer, weights  # noqa: E402
+from minicnn.saving import load, save  # noqa: E402  (torch.save / torch.load of a state dict)
 
 __all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad",
            "is_grad_enabled", "gradcheck", "gradcheck_model", "GradcheckError", "profile", "cat",

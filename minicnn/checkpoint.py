@@ -37,15 +37,12 @@ import os
 
 import numpy as np
 
-# NOTE: `import minicnn` is here for one thing, `minicnn.__version__`, recorded in every
-# checkpoint. It points up the layers (the package imports this module); the version belongs in
-# a module of its own at the bottom (see the report of issue 15).
-import minicnn
 from minicnn import random as mc_random
 from minicnn.nn.module import StateDictError
 from minicnn.serialization import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError,
                                    atomic_write, encode, read_archive, unpack_checkpoint,
                                    write_archive)
+from minicnn.version import __version__
 from minicnn.weights import load_weights, save_weights
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint",
@@ -73,7 +70,7 @@ def save_checkpoint(path, model=None, optimizer=None, scheduler=None, epoch=None
     arrays = {}
     metadata = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-        "minicnn_version": minicnn.__version__,
+        "minicnn_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "optimizer_class": type(optimizer).__name__ if optimizer is not None else None,
         "scheduler_class": type(scheduler).__name__ if scheduler is not None else None,
