@@ -14,7 +14,7 @@ What comes back: arrays as NumPy arrays (a ``Tensor`` is saved as its array; min
 import os
 import zipfile
 
-from minicnn import backend
+from minicnn import backend, weights
 from minicnn.autograd import Tensor
 from minicnn.serialization import (CheckpointError, atomic_write, decode, encode, read_archive,
                                    unpack_checkpoint, write_archive)
@@ -64,7 +64,6 @@ def load(f, map_location=None, weights_only=True):
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             if any(name.endswith("data.pkl") for name in archive.namelist()):
-                from minicnn import weights   # a file written by torch.save
                 return weights.read(path, format="torch")
     arrays, metadata = read_archive(path, "saved file")
     if metadata is None:        # a plain archive of arrays: a weights file

@@ -14,6 +14,7 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.autograd import Function, Tensor, as_tensor
+from minicnn.ops.arithmetic import maximum, minimum
 
 #: what ``max(x, dim)`` and ``min(x, dim)`` return, like ``torch.return_types.max``
 MaxResult = namedtuple("max", ["values", "indices"])
@@ -166,7 +167,6 @@ def amin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
 def _extreme(x, dim, keepdim, axis, keepdims, largest):
     name = "max" if largest else "min"
     if isinstance(dim, Tensor):   # torch.max(a, b): element-wise
-        from minicnn.ops.arithmetic import maximum, minimum
         return (maximum if largest else minimum)(x, dim)
     if isinstance(dim, np.integer):
         dim = int(dim)
