@@ -45,7 +45,7 @@ from collections import OrderedDict
 import numpy as np
 
 from minicnn import backend
-from minicnn.nn.module import IncompatibleKeys, StateDictError, _checkpoint_array
+from minicnn.nn.module import IncompatibleKeys, StateDictError, _checkpoint_array, is_optional_key
 from minicnn.serialization import (CheckpointError, atomic_write, read_archive,
                                    unpack_checkpoint, write_archive)
 
@@ -233,13 +233,16 @@ class LoadReport:
     ``loaded``: keys copied (or that would be, for :func:`compare`); ``missing``: in the model,
     not in the file; ``unexpected``: in the file, not in the model; ``mismatched``: ``(key,
     file_shape, model_shape)``; ``excluded``: keys left alone because of ``exclude``;
-    ``notes``: what was unwrapped or converted. ``ok`` is True when every key fits.
+    ``notes``: what was unwrapped or converted; ``kept``: optional buffers the file lacks
+    (``*.num_batches_tracked``: torchvision's files predate that counter), left as they are, as
+    ``Module.load_state_dict`` does. ``ok`` is True when every key fits.
     """
 
-    def __init__(self, source, loaded, missing, unexpected, mismatched, excluded, notes):
+    def __init__(self, source, loaded, missing, unexpected, mismatched, excluded, notes,
+                 kept=()):
         self.source, self.loaded, self.missing = source, loaded, missing
         self.unexpected, self.mismatched = unexpected, mismatched
-        self.excluded, self.notes = excluded, notes
+        self.excluded, self.notes, self.kept = excluded, notes, list(kept)
 
     @property
     def ok(self):
@@ -258,6 +261,8 @@ class LoadReport:
                  + (f", {len(self.excluded)} excluded" if self.excluded else "")
                  + ("" if self.ok else f"; {len(self.problems())} do not fit:")]
         lines += ["  " + line for line in self.problems()]
+        if self.kept:
+            lines.append(f"  note: not in the file, kept as they were: {', '.join(self.kept)}")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -269,10 +274,12 @@ def _match(model, state, exclude, source, notes):
         return any(key.startswith(prefix) for prefix in exclude)
 
     targets = model.state_dict(keep_vars=True)
-    loaded, missing, mismatched, skipped = [], [], [], []
+    loaded, missing, mismatched, skipped, kept = [], [], [], [], []
     for key, target in targets.items():
         if excluded(key):
             skipped.append(key)
+        elif key not in state and is_optional_key(key):
+            kept.append(key)   # as load_state_dict: a missing counter keeps its value
         elif key not in state:
             missing.append(key)
         elif tuple(np.shape(state[key])) != tuple(target.shape):
@@ -281,7 +288,7 @@ def _match(model, state, exclude, source, notes):
             loaded.append(key)
     unexpected = [key for key in state if key not in targets and not excluded(key)]
     skipped += [key for key in state if key not in targets and excluded(key)]
-    return LoadReport(source, loaded, missing, unexpected, mismatched, skipped, notes)
+    return LoadReport(source, loaded, missing, unexpected, mismatched, skipped, notes, kept)
 
 
 def _source(path_or_state, format):
