@@ -15,7 +15,7 @@ module holds:
   and the grid by the output's size (:func:`plan`), compiles the ``.cu`` file on first use
   (:func:`module`: ``cupy.RawModule``, NVRTC, cached) and runs the kernel. :func:`plan` needs
   no GPU: the host-side test harness (which swaps :func:`launch` for a CPU run of the same
-  plan) and :func:`minicnn.cuda.show_kernel` use it too.
+  plan) and :func:`launch_view.show_kernel` use it too.
 """
 import dataclasses
 import functools
@@ -156,7 +156,7 @@ def plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype=N
     output pixels, the pairs ``kernel_size``, ``stride``, ``padding``, and the kernel's arrays
     by name. One thread per element of the output array (``KernelSpec.output``), whose dtype
     is the template's ``T``; ``dtype`` and ``total`` stand in for them when the arrays are None
-    (:func:`minicnn.cuda.show_kernel`). Scalars are range-checked and typed by the table; arrays
+    (:func:`launch_view.show_kernel`). Scalars are range-checked and typed by the table; arrays
     are passed through (:func:`launch` checks them)."""
     spec = KERNELS[kernel]
     output = arrays.get(spec.output)
@@ -189,7 +189,7 @@ def plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype=N
 def thread_index(kernel, i, args):
     """Python mirror of the index decomposition in ``kernel``'s header comment: the output
     element ``{"n": .., ...}`` that thread ``i`` writes (``args``: the launch's named scalars).
-    Used by :func:`minicnn.cuda.show_kernel`; the host-run test checks it against the kernels."""
+    Used by :func:`launch_view.show_kernel`; the host-run test checks it against the kernels."""
     sizes = {"n": None, "oh": args["OH"], "ow": args["OW"], "kh": args["KH"], "kw": args["KW"],
              "c": args["C"], "y": args["H"], "x": args["W"]}
     index = {}

@@ -10,7 +10,7 @@
   the GPU uses, gives EXACTLY the NumPy reference's numbers (same summation order), in float32
   and float64, in several geometries, and the same numbers with the threads run backwards (the
   result does not depend on the thread schedule: no races);
-* ``minicnn.cuda.show_kernel``'s thread -> element mapping is the one the kernels compute.
+* ``launch_view.show_kernel``'s thread -> element mapping is the one the kernels compute.
 
 The nvcc and harness tests skip with a reason where the compiler is missing; CI has both.
 """
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import minicnn
 from minicnn.kernels import KERNEL_DIR, cuda_kernels, cuda_sources, host_harness, nvcc_check
+from minicnn.kernels import launch_view
 from minicnn.kernels import im2col as im2col_kernels
 from minicnn.kernels import pooling as pool_kernels
 from minicnn.ops.pooling import pool_geometry
@@ -317,7 +318,7 @@ def test_the_harness_catches_an_out_of_bounds_read(harness, tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def test_show_kernel_mapping_is_the_one_the_kernel_computes(rng):
-    view = minicnn.cuda.show_kernel("im2col", (2, 5, 6, 3), kernel_size=3, stride=2, padding=1)
+    view = launch_view.show_kernel("im2col", (2, 5, 6, 3), kernel_size=3, stride=2, padding=1)
     x = rng.standard_normal((2, 5, 6, 3))
     cols = im2col_kernels.im2col_reference(x, (3, 3), (2, 2), (1, 1)).reshape(-1)
     assert view.total == cols.size and view.grid * view.block >= view.total
@@ -332,11 +333,11 @@ def test_show_kernel_mapping_is_the_one_the_kernel_computes(rng):
 
 
 def test_show_kernel_covers_every_kernel_without_a_gpu():
-    for name in minicnn.cuda.KERNEL_VIEWS:
-        view = minicnn.cuda.show_kernel(name, (2, 8, 8, 4), kernel_size=2, print_source=False)
+    for name in launch_view.KERNEL_VIEWS:
+        view = launch_view.show_kernel(name, (2, 8, 8, 4), kernel_size=2, print_source=False)
         assert view.total > 0 and view.thread(view.total - 1)["n"] == 1
     with pytest.raises(ValueError, match="show_kernel: unknown kernel 'conv'"):
-        minicnn.cuda.show_kernel("conv", (1, 4, 4, 1))
+        launch_view.show_kernel("conv", (1, 4, 4, 1))
 
 
 # ---------------------------------------------------------------------------------------------
