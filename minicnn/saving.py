@@ -12,12 +12,11 @@ What comes back: arrays as NumPy arrays (a ``Tensor`` is saved as its array; min
 ``state_dict()`` values are arrays anyway), everything else as it was saved.
 """
 import os
-import zipfile
 
 from minicnn import backend, weights
 from minicnn.autograd import Tensor
 from minicnn.serialization import (CheckpointError, atomic_write, decode, encode, read_archive,
-                                   unpack_checkpoint, write_archive)
+                                   sniff_format, unpack_checkpoint, write_archive)
 
 __all__ = ["save", "load"]
 
@@ -61,16 +60,20 @@ def load(f, map_location=None, weights_only=True):
     and no file is ever unpickled."""
     del map_location, weights_only  # NOTE: see the docstring; nothing to switch
     path = os.fspath(f)
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if any(name.endswith("data.pkl") for name in archive.namelist()):
-                return weights.read(path, format="torch")
-    arrays, metadata = read_archive(path, "saved file")
+    # the content decides, not the name: a PyTorch zip or a safetensors file renamed
+    content = sniff_format(path) if os.path.exists(path) else None
+    if content in ("torch", "safetensors"):
+        return weights.read(path, format=content)
+    arrays, metadata = read_archive(path, "saved file")   # (metadata checked to be a dict)
     if metadata is None:        # a plain archive of arrays: a weights file
         return dict(arrays)
     if metadata.get("format") == FORMAT:
         if metadata.get("version", 0) > VERSION:
             raise CheckpointError(f"{path!r} was written by a newer minicnn (format version "
                                   f"{metadata['version']}); upgrade minicnn to load it")
-        return decode(metadata["contents"], arrays)
+        try:
+            return decode(metadata.get("contents"), arrays)
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise CheckpointError(f"{path!r}: the file's metadata does not match its arrays "
+                                  f"({type(exc).__name__}: {exc}); the file is damaged") from exc
     return unpack_checkpoint(path, arrays, metadata)

@@ -24,6 +24,7 @@ process was killed outright).
 import contextlib
 import errno
 import json
+import math
 import os
 import uuid
 import zipfile
@@ -33,7 +34,8 @@ import numpy as np
 from minicnn import backend
 
 __all__ = ["CheckpointError", "atomic_write", "write_archive", "read_archive", "encode",
-           "decode", "unpack_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "METADATA"]
+           "decode", "unpack_checkpoint", "sniff_format", "check_metadata", "CHECKPOINT_FORMAT",
+           "CHECKPOINT_VERSION", "METADATA"]
 
 #: the ``format`` tag in a checkpoint's metadata, and the newest format version this code reads
 CHECKPOINT_FORMAT = "minicnn-checkpoint"
@@ -110,37 +112,119 @@ def write_archive(f, arrays, metadata=None):
                 np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
+def sniff_format(path):
+    """What the file at ``path`` is, judged by its first bytes and not by its name:
+    ``'torch'`` (a ``torch.save`` zip, which holds ``<name>/data.pkl``, or an old-style pickle),
+    ``'npz'`` (any other zip: ``np.savez``, minicnn's weights and checkpoints), ``'safetensors'``
+    (8 bytes of little-endian header length, then a JSON object) or None (none of these, or
+    unreadable). Never raises for a damaged file: the reader of the format says what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            if head[:4] == b"PK\x03\x04" or head[:4] == b"PK\x05\x06":
+                f.seek(0)
+                try:
+                    with zipfile.ZipFile(f) as archive:
+                        names = archive.namelist()
+                except Exception:  # a damaged zip is still a zip: its reader reports it
+                    return "npz"
+                return "torch" if any(n == "data.pkl" or n.endswith("/data.pkl")
+                                      for n in names) else "npz"
+    except OSError:
+        return None
+    if head[:1] == b"\x80" and len(head) > 1 and head[1:2] in b"\x02\x03\x04\x05":
+        return "torch"   # torch.save(..., _use_new_zipfile_serialization=False): a raw pickle
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    return None
+
+
+def check_metadata(path, metadata, what):
+    """``metadata`` (parsed JSON) when it is a JSON object whose ``version`` (if any) is a
+    non-negative integer; otherwise :class:`CheckpointError` naming the file. Checked before
+    any field is used, so a hostile ``metadata.json`` of ``[1]`` or ``{"version": "x"}`` is a
+    clear error rather than an AttributeError or a TypeError deep inside."""
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{os.fspath(path)!r} is not a readable minicnn {what}: its "
+                              f"{METADATA} holds a {type(metadata).__name__}, not a JSON object "
+                              "(the file is damaged or was not written by minicnn)")
+    version = metadata.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise CheckpointError(f"{os.fspath(path)!r} is not a readable minicnn {what}: its format "
+                              f"version is {version!r}, not a non-negative integer")
+    return metadata
+
+
+def _checked_npy_size(archive, info, path):
+    """Read a ``.npy`` member's header and check it against the member's real size, so that a
+    header claiming shape ``(10**12,)`` is refused before NumPy allocates anything.
+
+    NOTE: sizes are multiplied as Python integers (``math.prod``), which never overflow; NumPy's
+    int64 product of a hostile shape can wrap around to a small or negative number."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f".npy format version {version} is not supported")
+        header_bytes = member.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{info.filename} holds Python objects (a pickle): refused")
+    needed = math.prod(shape) * dtype.itemsize
+    available = info.file_size - header_bytes
+    if needed != available:
+        raise ValueError(f"{info.filename}: its header claims shape {shape} of {dtype}, "
+                         f"{needed:,} bytes, but the member holds {available:,}")
+
+
 def read_archive(path, what):
     """``(arrays, metadata or None)`` from a file written by :func:`write_archive`; ``what``
     ('checkpoint', 'weights') names the kind of file in the error messages.
 
     Every way a file can be damaged (missing end of the zip, a flipped byte caught by the zip's
-    CRC-32 checksums, a short array, broken JSON) becomes one :class:`CheckpointError` naming
-    the file, instead of a traceback from deep inside zipfile or NumPy.
+    CRC-32 checksums, a short array, an array header claiming more bytes than the file holds,
+    broken or hostile JSON) becomes one :class:`CheckpointError` naming the file, instead of a
+    traceback from deep inside zipfile or NumPy. A PyTorch file is recognised by its content
+    whatever its name (a ``.pth`` renamed ``.npz``) and refused with a message saying so.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(errno.ENOENT, f"no {what} file at {path!r}", path)
+    if sniff_format(path) == "torch":
+        raise CheckpointError(f"{path!r} is a PyTorch file (torch.save), not a minicnn {what}, "
+                              "whatever its name says: load it with "
+                              "minicnn.weights.load(model, path) (needs PyTorch installed)")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+            infos = archive.infolist()
             metadata = None
-            if METADATA in names:
-                metadata = json.loads(archive.read(METADATA).decode("utf-8"))
+            if METADATA in archive.namelist():
+                metadata = check_metadata(
+                    path, json.loads(archive.read(METADATA).decode("utf-8")), what)
             arrays = {}
-            for name in names:
-                if name.endswith(".npy"):
-                    with archive.open(name) as member:
-                        arrays[name[:-len(".npy")]] = np.lib.format.read_array(
+            for info in infos:
+                if info.filename.endswith(".npy"):
+                    _checked_npy_size(archive, info, path)
+                    with archive.open(info) as member:
+                        arrays[info.filename[:-len(".npy")]] = np.lib.format.read_array(
                             member, allow_pickle=False)
     except (PermissionError, IsADirectoryError):
         raise  # the file system's own message says it best
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError,
-            UnicodeDecodeError) as exc:
+    except CheckpointError:
+        raise
+    except Exception as exc:  # NOTE: zipfile alone raises a dozen kinds (BadZipFile, OSError,
+        # NotImplementedError for an odd compression flag, RuntimeError for "encrypted", zlib and
+        # struct errors...), json a RecursionError on deep nesting: all mean "damaged"
         raise CheckpointError(
             f"{path!r} is not a readable minicnn {what}: it is truncated or corrupt (a save or "
             f"copy that did not finish?), or not such a file at all. Details: "
             f"{type(exc).__name__}: {exc}") from exc
+    if not arrays and metadata is None and infos:
+        raise CheckpointError(f"{path!r} is a zip archive but not a minicnn {what}: it holds no "
+                              f".npy arrays (its members: {', '.join(i.filename for i in infos[:5])}"
+                              f"{', ...' if len(infos) > 5 else ''})")
     return arrays, metadata
 
 
@@ -201,7 +285,9 @@ def decode(value, arrays):
 def unpack_checkpoint(path, arrays, metadata):
     """The saved Python data of a checkpoint read by :func:`read_archive`, with the file's
     ``version``, ``minicnn_version``, ``created``, ``optimizer_class`` and ``scheduler_class``
-    added; checks the metadata's format tag and version first."""
+    added; checks the metadata's type, format tag and version first."""
+    if metadata is not None:
+        check_metadata(path, metadata, "checkpoint")
     if metadata is None or metadata.get("format") != CHECKPOINT_FORMAT:
         hint = (" It holds only arrays: a weights file from save_weights? Load it with "
                 "load_weights(path, model).") if metadata is None else ""
@@ -214,7 +300,12 @@ def unpack_checkpoint(path, arrays, metadata):
             f"{CHECKPOINT_VERSION}. Upgrade minicnn to load it.")
     try:
         contents = decode(metadata["contents"], arrays)
-    except (KeyError, TypeError, ValueError) as exc:
+        if not isinstance(contents, dict):
+            raise TypeError(f"its contents are a {type(contents).__name__}, not a dict")
+        for key in ("model", "optimizer", "scheduler", "rng", "epoch", "step", "history",
+                    "extra"):
+            contents.setdefault(key, None)
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{os.fspath(path)!r}: the checkpoint's metadata does not match "
                               f"its arrays ({type(exc).__name__}: {exc}); the file is damaged"
                               ) from exc

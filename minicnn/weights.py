@@ -46,7 +46,7 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.nn.module import IncompatibleKeys, StateDictError, _checkpoint_array, is_optional_key
-from minicnn.serialization import (CheckpointError, atomic_write, read_archive,
+from minicnn.serialization import (CheckpointError, atomic_write, read_archive, sniff_format,
                                    unpack_checkpoint, write_archive)
 
 __all__ = ["FORMATS", "LoadReport", "read", "save", "load", "compare", "format_of",
@@ -92,19 +92,42 @@ def read(path, format=None):
     return state
 
 
+def _format_to_read(path, format=None):
+    """``(format, notes)`` of an existing file: ``format`` when given, else what its CONTENT
+    is (:func:`minicnn.serialization.sniff_format`), else what its extension says. A name
+    that disagrees with the content (a ``.pth`` renamed ``.npz``) gets a note, not a
+    "missing key" for every key of the model."""
+    if format is not None:
+        return format_of(path, format), []
+    by_content = sniff_format(path)
+    ext = os.path.splitext(path)[1].lower()
+    if by_content is None:
+        if ext not in FORMATS:
+            raise CheckpointError(f"{path!r} is not a weights file minicnn knows: neither its "
+                                  f"content nor its extension {ext!r} says .npz, .safetensors "
+                                  "or PyTorch")
+        return FORMATS[ext], []
+    if ext in FORMATS and FORMATS[ext] != by_content:
+        kind = {"torch": "PyTorch", "npz": ".npz", "safetensors": ".safetensors"}[by_content]
+        return by_content, [f"the file is a {kind} file although its name ends in {ext}: it "
+                            "was read as what it is"]
+    return by_content, []
+
+
 def _read_with_notes(path, format=None):
     """``(state, notes)``: notes are sentences about what had to be unwrapped or converted."""
     path = os.fspath(path)
-    fmt = format_of(path, format)
+    if format is not None:
+        format_of(path, format)   # an unknown format name is an error before anything else
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights: no file at {path!r}")
+    fmt, notes = _format_to_read(path, format)
     if fmt == "npz":
         state, from_checkpoint = _read_npz(path)
-        return OrderedDict(state), (["the file is a full training checkpoint: its model part "
-                                     "was used"] if from_checkpoint else [])
-    if fmt == "safetensors":
-        return _read_safetensors(path)
-    return _read_torch(path)
+        return OrderedDict(state), notes + (["the file is a full training checkpoint: its "
+                                             "model part was used"] if from_checkpoint else [])
+    state, more = _read_safetensors(path) if fmt == "safetensors" else _read_torch(path)
+    return state, notes + more
 
 
 def _read_npz(path):
@@ -158,7 +181,7 @@ def _torch_to_numpy(tensors, path):
 
 
 def _read_torch(path):
-    torch = _need("torch", "reading PyTorch .pth files")
+    torch = _need("torch", f"reading {path!r}, a PyTorch file,")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -334,9 +357,14 @@ def load(model, path_or_state, strict=True, exclude=(), format=None):
 
 # ---- the two entry points of minicnn's own .npz files (mc.save_weights, mc.load_weights) -------
 
-def _other_format(path):
+def _other_format(path, reading=False):
     """True for a ``.safetensors``/``.pth``/``.pt``/``.bin`` path: any other name, whatever its
-    extension, is written and read as minicnn's own ``.npz``."""
+    extension, is written as minicnn's own ``.npz``. When ``reading``, an existing file's
+    content decides (a PyTorch file named ``.npz`` is read as what it is)."""
+    if reading and os.path.exists(path):
+        content = sniff_format(path)
+        if content is not None:
+            return content != "npz"
     return FORMATS.get(os.path.splitext(os.fspath(path))[1].lower(), "npz") != "npz"
 
 
@@ -359,7 +387,7 @@ def load_weights(path, model, strict=True):
     and PyTorch ``.pth`` files load too (:func:`load`, which also returns a report of every key
     that did not fit); this returns ``load_state_dict``'s ``(missing_keys, unexpected_keys)``."""
     path = os.fspath(path)
-    if _other_format(path):
+    if _other_format(path, reading=True):
         report = load(model, path, strict=strict)
         return IncompatibleKeys(report.missing, report.unexpected)
     state, _ = _read_npz(path)

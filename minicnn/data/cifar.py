@@ -68,8 +68,9 @@ def _load_pickle(path):
             obj = _ArrayOnlyUnpickler(f, encoding="latin1").load()
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, MemoryError) as exc:
+    except Exception as exc:  # NOTE: a damaged pickle raises almost anything (UnpicklingError,
+        # EOFError, OverflowError for a huge length, LookupError for a bad memo index,
+        # MemoryError, RecursionError, errors from NumPy's array reconstruction): all "corrupt"
         raise DataError(f"{path}: not a readable CIFAR python batch, corrupt or truncated "
                         f"({type(exc).__name__}: {exc}); delete the folder and get the data "
                         "again") from exc
@@ -160,7 +161,7 @@ class CIFAR10(ArrayDataset):
         names = _load_pickle(path).get("label_names")
         if not isinstance(names, (list, tuple)) or len(names) != 10:
             raise DataError(f"{path}: expected 'label_names', a list of 10 class names")
-        return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
 
     def _not_found_message(self, root):
         lines = [f"CIFAR-10 ({'train' if self.train else 'test'} split) was not found. Looked for "

@@ -14,6 +14,7 @@ uint8, 3 dimensions, 60000 x 28 x 28. The files are usually distributed gzipped;
 tells the two apart by gzip's magic bytes (``1f 8b``), not by the file name.
 """
 import gzip
+import math
 import os
 import zlib
 
@@ -85,9 +86,11 @@ def read_idx(path):
     if len(data) < header:
         raise DataError(f"{path}: truncated IDX file: the header needs {header} bytes for "
                         f"{ndim} dimensions, the file has {len(data)}")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     dtype = IDX_TYPES[code]
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # NOTE: Python integers: np.prod of a hostile header (e.g. four dimensions of 2**31) wraps
+    # around int64 to 0 or a negative number, which would then "match" an empty file
+    expected = header + math.prod(dims) * dtype.itemsize
     shape = " x ".join(str(d) for d in dims)
     if len(data) < expected:
         raise DataError(
