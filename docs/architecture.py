@@ -33,13 +33,14 @@ LAYERS = [
      ["minicnn.models", "minicnn.data", "minicnn.summary"]),
     ("training", "fit, evaluate, checkpoints, weights files, plots of a run",
      ["minicnn.training", "minicnn.checkpoint", "minicnn.weights", "minicnn.plots",
-      "minicnn.saving"]),
+      "minicnn.saving", "minicnn.runlock", "minicnn.run_settings", "minicnn.step_timing"]),
     ("tools", "measurement tools: gradient flow, transfer learning, landscapes",
      ["minicnn.gradflow", "minicnn.transfer", "minicnn.landscape"]),
     ("package", "`import minicnn as mc`: the public names", ["minicnn"]),
     ("experiments", "the lecture's experiments: runners, their pictures, their commands",
      ["minicnn.experiments"]),
     ("cli", "the `minicnn` command: parses arguments and calls", ["minicnn.cli",
+                                                                  "minicnn.cli_errors",
                                                                   "minicnn.__main__"]),
 ]
 

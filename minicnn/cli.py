@@ -14,7 +14,8 @@ The command line only parses arguments and calls the library: ``train`` and ``de
 :func:`minicnn.training.train_model`, ``bench`` :func:`minicnn.training.time_training_steps`,
 ``gradcheck`` :func:`minicnn.gradcheck_model`, ``summary`` :func:`minicnn.summary`; the
 experiments register their own commands (:mod:`minicnn.experiments.gradflow`,
-:mod:`minicnn.experiments.finetune`).
+:mod:`minicnn.experiments.finetune`). How a command ends (exit statuses, clean messages, Ctrl-C)
+lives in :mod:`minicnn.cli_errors`; arguments are checked here, before any data is loaded.
 """
 import argparse
 import os
@@ -25,14 +26,47 @@ import numpy as np
 
 import minicnn
 from minicnn import backend, cuda
+from minicnn.cli_errors import debug_requested, run_command
 from minicnn.data.presets import DATASETS
 from minicnn.experiments import finetune as finetune_experiment
 from minicnn.experiments import gradflow as gradflow_experiment
 from minicnn.gradcheck import gradcheck_model
 from minicnn.models import MODELS, default_input_shape, get_model
 from minicnn.random import manual_seed
+from minicnn.run_settings import EXTEND_SCHEDULE
 from minicnn.summary import summary
 from minicnn.training import NotAClassifier, time_training_steps, train_model
+
+
+def _number(kind, minimum, strict):
+    """An argparse type: a ``kind`` (int or float) > ``minimum`` (>= when not ``strict``),
+    refused while parsing, before any data is loaded."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if value != value or value in (float("inf"), float("-inf")) or value < minimum or \
+                (strict and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"{text} is not {'>' if strict else '>='} {minimum}")
+        return value
+    parse.__name__ = kind.__name__   # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, 0, strict=True)
+positive_float = _number(float, 0.0, strict=True)
+non_negative_float = _number(float, 0.0, strict=False)
+
+
+def device_argument(text):
+    """``--device``: cpu, cuda or auto, checked now (cuda without a GPU is bad usage)."""
+    try:
+        return backend.normalize_device(text)
+    except (ValueError, RuntimeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _blas_description():
@@ -86,11 +120,16 @@ def cmd_info(args):
     return 0
 
 
+def _command_line(args):
+    return " ".join(["minicnn", *args.argv])
+
+
 def cmd_train(args):
     train_model(args.model, args.data, args.epochs, args.batch_size, args.lr, args.optimizer,
                 args.momentum, args.weight_decay, args.schedule, args.augment, args.device,
                 args.out, args.seed, args.subset, args.resume,
-                progress=False if args.no_progress else None, root=args.root)
+                progress=False if args.no_progress else None, root=args.root,
+                extend_schedule=args.extend_schedule, command=_command_line(args))
     return 0
 
 
@@ -99,9 +138,10 @@ def cmd_demo(args):
           "T-shirts from trainers in Fashion-MNIST.")
     train_model("lenet5", "fashion-mnist", epochs=args.epochs, batch_size=128, lr=3e-3,
                 optimizer="adam", out=args.out, seed=args.seed,
-                subset="bundled" if args.subset else "auto",
+                subset="bundled" if args.subset else "auto", resume=args.resume,
                 progress=False if args.no_progress else None,
-                model_kwargs={"activation": "relu", "pool": "max"})
+                model_kwargs={"activation": "relu", "pool": "max"},
+                command=_command_line(args))
     print(f"training curves: {args.out}/curves.png; weights: {args.out}/weights.npz")
     return 0
 
@@ -161,18 +201,23 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="minicnn", description="minicnn: modern CNNs from scratch, for teaching.")
     parser.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also MINICNN_DEBUG=1; --debug "
+                             "may stand anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="command")
     info = sub.add_parser("info", help="print version, backend, device, BLAS and numba status")
     info.set_defaults(func=cmd_info)
 
     demo = sub.add_parser("demo", help="train LeNet-5 on Fashion-MNIST (full set when "
                                        "installed, the bundled subset otherwise)")
-    demo.add_argument("--epochs", type=int, default=5)
+    demo.add_argument("--epochs", type=positive_int, default=5)
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--subset", action="store_true",
                       help="use the bundled subset even when the full set is installed")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--resume", action="store_true",
+                      help="continue from OUT/checkpoint.npz when it exists")
     demo.set_defaults(func=cmd_demo)
 
     summary_command = sub.add_parser(
@@ -213,36 +258,46 @@ def build_parser():
     classifiers = sorted(name for name in MODELS if name != "unet")
     train.add_argument("--model", default="lenet5", choices=classifiers)
     train.add_argument("--data", default="fashion-mnist", choices=DATASETS)
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=None,
+    train.add_argument("--epochs", type=positive_int, default=5)
+    train.add_argument("--batch-size", type=positive_int, default=128)
+    train.add_argument("--lr", type=positive_float, default=None,
                        help="learning rate (default 1e-3 for adam, 0.05 for sgd)")
     train.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    train.add_argument("--weight-decay", type=non_negative_float, default=0.0)
     train.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
     train.add_argument("--augment", action="store_true", help="random crops (and flips for "
                                                               "CIFAR-10)")
-    train.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    train.add_argument("--device", default="auto", type=device_argument,
+                       help="cpu, cuda or auto (default)")
     train.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--subset", default="auto", choices=("auto", "full", "bundled"),
                        help="Fashion-MNIST: the full set, the bundled subset, or auto (default)")
     train.add_argument("--root", default=None, help="folder holding the data set files")
     train.add_argument("--resume", action="store_true",
-                       help="continue from OUT/checkpoint.npz when it exists")
+                       help="continue from OUT/checkpoint.npz when it exists; refused when a "
+                            "setting differs from the checkpoint's")
+    train.add_argument("--extend-schedule", choices=EXTEND_SCHEDULE, default=None,
+                       help="with --resume and more --epochs than the checkpoint's: stretch "
+                            "(the cosine recomputed over all epochs) or restart (a new cosine "
+                            "over the epochs added)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
     return parser
 
 
 def main(argv=None):
+    """Run the command of ``argv`` (``sys.argv[1:]`` by default); returns the exit status
+    (:mod:`minicnn.cli_errors`: 0 done, 1 error, 2 bad usage, 130 Ctrl-C)."""
+    debug, argv = debug_requested(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return args.func(args)
+    args.argv = argv
+    return run_command(args.func, args, args.command, argv, debug)
 
 
 if __name__ == "__main__":

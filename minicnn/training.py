@@ -28,7 +28,6 @@ import json
 import math
 import os
 import pathlib
-import statistics
 import sys
 import time
 
@@ -37,20 +36,24 @@ from tqdm import tqdm
 
 from minicnn import backend
 from minicnn.autograd import Tensor, no_grad
-from minicnn.checkpoint import load_checkpoint, save_checkpoint
+from minicnn.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from minicnn.data.loader import DataLoader
-from minicnn.data.presets import load_data
+from minicnn.data.presets import DATASETS, load_data
 from minicnn.models import factory_of
 from minicnn.nn import functional as F
 from minicnn.optim import SGD, Adam, CosineAnnealingLR
 from minicnn.plots import plot_history
-from minicnn.profiler import profile
 from minicnn.random import manual_seed
+from minicnn.run_settings import (check_arguments, check_learning_rates, compare_settings,
+                                  extend_schedule, run_settings)
+from minicnn.runlock import prepare_run_folder
 from minicnn.serialization import atomic_write
+from minicnn.step_timing import NotAClassifier, time_training_steps
 from minicnn.weights import save_weights
 
-__all__ = ["fit", "evaluate", "TrainingDiverged", "save_history", "new_history", "train_model",
-           "make_optimizer", "time_training_steps", "NotAClassifier"]
+__all__ = ["fit", "evaluate", "TrainingDiverged", "TrainingInterrupted", "save_history",
+           "new_history", "train_model", "make_optimizer", "time_training_steps",
+           "NotAClassifier"]
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
                 "images_per_s")
@@ -63,6 +66,24 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, message, epoch, step, loss):
         super().__init__(message)
         self.epoch, self.step, self.loss = epoch, step, loss
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`: still a ``KeyboardInterrupt``, carrying where training
+    stopped (``epoch`` and ``step`` of ``epochs``, ``steps`` per epoch when known) and what the
+    checkpoint holds (``saved_epoch``: the epochs in ``checkpoint_path``, 0 or None for none)."""
+
+    def __init__(self, epoch, step, steps, epochs, saved_epoch, checkpoint_path):
+        where = f"epoch {epoch}/{epochs}, step {step}" + (f"/{steps}" if steps else "")
+        if checkpoint_path is None:
+            holds = "no checkpoint is written by this run"
+        elif saved_epoch:
+            holds = f"{checkpoint_path} holds epochs 1-{saved_epoch}"
+        else:
+            holds = f"no epoch had finished: {checkpoint_path} was not written"
+        super().__init__(f"interrupted at {where}; {holds}")
+        self.epoch, self.step, self.steps, self.epochs = epoch, step, steps, epochs
+        self.saved_epoch, self.checkpoint_path = saved_epoch, checkpoint_path
 
 
 def new_history():
@@ -204,14 +225,16 @@ def evaluate(model, loader, loss_fn=F.cross_entropy, progress=False):
 
 # ---- training -----------------------------------------------------------------------------------
 
-def _train_one_epoch(model, optimizer, loader, loss_fn, epoch, epochs, progress):
-    """One pass over ``loader``; returns its :class:`_EpochAverage` and the seconds it took."""
+def _train_one_epoch(model, optimizer, loader, loss_fn, epoch, epochs, progress, position):
+    """One pass over ``loader``; returns its :class:`_EpochAverage` and the seconds it took.
+    ``position["step"]`` follows the step being trained (for the message of a Ctrl-C)."""
     model.train()
     device = _model_device(model)
     average = _EpochAverage()
     started = time.perf_counter()
     with _progress_bar(loader, f"epoch {epoch}/{epochs}", progress) as bar:
         for step, (images, targets) in enumerate(loader, start=1):
+            position["step"] = step
             images, targets = _as_tensor(images, device), _as_tensor(targets, device)
             outputs = model(images)
             loss = loss_fn(outputs, targets)
@@ -250,7 +273,8 @@ def _check_parameters_finite(model, epoch):
 
 
 def fit(model, optimizer, train_loader, epochs, *, loss_fn=F.cross_entropy, val_loader=None,
-        scheduler=None, checkpoint_path=None, resume=False, progress=None, log=print):
+        scheduler=None, checkpoint_path=None, resume=False, progress=None, log=print,
+        extra=None, after_resume=None):
     """Train ``model`` until ``epochs`` epochs are done; return the history (dict of lists).
 
     - ``train_loader``, ``val_loader``: iterables of ``(images, labels)`` batches (Tensors or
@@ -262,6 +286,12 @@ def fit(model, optimizer, train_loader, epochs, *, loss_fn=F.cross_entropy, val_
       epochs=10, resume=True)`` after 4 saved epochs trains epochs 5 to 10).
     - ``progress``: the tqdm bar; None shows it only when stderr is a terminal.
     - ``log``: called with one summary line per epoch (``print``; None for silence).
+    - ``extra``: plain data saved in every checkpoint (``train_model`` records the run's
+      settings there); ``after_resume(saved)``: called after a resume restored the state (the
+      dict :func:`~minicnn.checkpoint.load_checkpoint` returns), before the first epoch.
+
+    Ctrl-C raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) saying where training
+    stopped and which epochs the checkpoint holds; the checkpoint itself is never half-written.
 
     Create the model, optimiser, scheduler and loaders exactly as for the first run before
     resuming: the checkpoint restores their state, not their construction. The data order
@@ -282,39 +312,65 @@ def fit(model, optimizer, train_loader, epochs, *, loss_fn=F.cross_entropy, val_
             loader_state = (saved["extra"] or {}).get("train_loader")
             if loader_state is not None and hasattr(train_loader, "load_state_dict"):
                 train_loader.load_state_dict(loader_state)
-            _say(log, f"resumed from {checkpoint_path}: {done_epochs} of {epochs} epochs done")
+            if after_resume is not None:
+                after_resume(saved)
+            _say(log, f"resumed from {checkpoint_path}: {done_epochs} of {epochs} epochs done; "
+                      f"lr {optimizer.param_groups[0]['lr']:.4g} next")
         else:
             _say(log, f"no checkpoint at {checkpoint_path} yet: starting from the beginning")
 
-    for epoch in range(done_epochs + 1, epochs + 1):
-        started = time.perf_counter()
-        for loader in (train_loader, val_loader):
-            if hasattr(loader, "set_epoch"):  # a loader that shuffles with seed + epoch number
-                loader.set_epoch(epoch - 1)
-        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trains with
-        train, train_seconds = _train_one_epoch(model, optimizer, train_loader, loss_fn, epoch,
-                                                epochs, progress)
-        step += train.steps
-        val_loss, val_acc = (evaluate(model, val_loader, loss_fn) if val_loader is not None
-                             else (None, None))
-        if scheduler is not None:
-            scheduler.step()
-
-        seconds = time.perf_counter() - started
-        record = {"epoch": epoch, "train_loss": train.loss, "train_acc": train.accuracy,
-                  "val_loss": val_loss, "val_acc": val_acc, "lr": float(lr), "seconds": seconds,
-                  "images_per_s": train.images / train_seconds if train_seconds else None}
-        for key in HISTORY_KEYS:
-            history.setdefault(key, []).append(record[key])
-        _say(log, _summary(record, epochs))
-
-        _check_parameters_finite(model, epoch)
-        if checkpoint_path is not None:
-            loader_state = (train_loader.state_dict() if hasattr(train_loader, "state_dict")
-                            else None)
-            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch=epoch,
-                            step=step, history=history, extra={"train_loader": loader_state})
+    saved_epoch, position = (done_epochs if resume else 0), {"step": 0}
+    try:
+        for epoch in range(done_epochs + 1, epochs + 1):
+            position.update(epoch=epoch, step=0)
+            step = _fit_epoch(model, optimizer, train_loader, val_loader, loss_fn, scheduler,
+                              checkpoint_path, progress, log, epoch, epochs, step, history,
+                              position, extra)
+            if checkpoint_path is not None:
+                saved_epoch = epoch
+    except KeyboardInterrupt:
+        try:
+            steps = len(train_loader)
+        except TypeError:
+            steps = None
+        raise TrainingInterrupted(position.get("epoch", done_epochs + 1), position["step"],
+                                  steps, epochs, saved_epoch, checkpoint_path) from None
     return history
+
+
+def _fit_epoch(model, optimizer, train_loader, val_loader, loss_fn, scheduler, checkpoint_path,
+               progress, log, epoch, epochs, step, history, position, extra):
+    """One epoch of :func:`fit`: train, evaluate, schedule, log, check, save. Returns the
+    number of optimiser steps taken so far."""
+    started = time.perf_counter()
+    for loader in (train_loader, val_loader):
+        if hasattr(loader, "set_epoch"):  # a loader that shuffles with seed + epoch number
+            loader.set_epoch(epoch - 1)
+    lr = optimizer.param_groups[0]["lr"]  # the lr this epoch trains with
+    train, train_seconds = _train_one_epoch(model, optimizer, train_loader, loss_fn, epoch,
+                                            epochs, progress, position)
+    step += train.steps
+    val_loss, val_acc = (evaluate(model, val_loader, loss_fn) if val_loader is not None
+                         else (None, None))
+    if scheduler is not None:
+        scheduler.step()
+
+    seconds = time.perf_counter() - started
+    record = {"epoch": epoch, "train_loss": train.loss, "train_acc": train.accuracy,
+              "val_loss": val_loss, "val_acc": val_acc, "lr": float(lr), "seconds": seconds,
+              "images_per_s": train.images / train_seconds if train_seconds else None}
+    for key in HISTORY_KEYS:
+        history.setdefault(key, []).append(record[key])
+    _say(log, _summary(record, epochs))
+
+    _check_parameters_finite(model, epoch)
+    if checkpoint_path is not None:
+        loader_state = (train_loader.state_dict() if hasattr(train_loader, "state_dict")
+                        else None)
+        save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch=epoch,
+                        step=step, history=history,
+                        extra={**(extra or {}), "train_loader": loader_state})
+    return step
 
 
 # ---- the recipe of `minicnn train` --------------------------------------------------------------
@@ -344,7 +400,8 @@ def _build_model(model, num_classes, channels, size, model_kwargs):
 def train_model(model="lenet5", data="fashion-mnist", epochs=5, batch_size=128, lr=None,
                 optimizer="adam", momentum=0.9, weight_decay=0.0, schedule="cosine",
                 augment=False, device="auto", out="runs/train", seed=0, subset="auto",
-                resume=False, progress=None, root=None, model_kwargs=None, log=print):
+                resume=False, progress=None, root=None, model_kwargs=None, log=print,
+                extend_schedule=None, command=None):
     """Train a model on a data set of :func:`minicnn.data.load_data`; write ``checkpoint.npz``
     (every epoch), ``weights.npz``, ``history.json`` and ``curves.png`` into ``out``. Returns
     ``(model, history, test_accuracy)``. The engine of ``minicnn train`` and ``minicnn demo``.
@@ -354,76 +411,90 @@ def train_model(model="lenet5", data="fashion-mnist", epochs=5, batch_size=128, 
     (the image side) when its signature has that parameter (as ``lenet5``'s does), and then
     ``model_kwargs``. The generators are seeded with ``seed`` before the data is loaded, so the
     same call trains the same weights (on the CPU, bit for bit).
+
+    Before any data is loaded: the arguments are checked (:class:`~minicnn.run_settings.
+    UsageError`), ``out`` is locked for this run, checked writable and cleared of stale
+    temporary files (:mod:`minicnn.runlock`), and with ``resume`` the checkpoint's recorded
+    settings are compared with these (:class:`~minicnn.run_settings.SettingsChanged` names each
+    difference). More ``epochs`` than the checkpoint's need ``extend_schedule`` ('stretch' or
+    'restart', see :mod:`minicnn.run_settings`). ``command`` (the command line) is written
+    into the lock, so that a second run can name this one.
     """
+    check_arguments(epochs, batch_size, lr, momentum, weight_decay, schedule, optimizer, data,
+                    subset, DATASETS, extend_schedule)
     device = backend.normalize_device(device)
-    manual_seed(seed)
-    train, test, channels, size = load_data(data, subset, augment, root, log)
+    name = model if isinstance(model, str) else getattr(model, "__name__", repr(model))
+    lr_in_use = lr if lr is not None else (1e-3 if optimizer == "adam" else 0.05)
+    settings = run_settings(name, model_kwargs, data, subset, batch_size, optimizer, lr_in_use,
+                            momentum, weight_decay, schedule, epochs, augment, seed)
+    with prepare_run_folder(out, log, command) as folder:
+        checkpoint_path = pathlib.Path(folder) / "checkpoint.npz"
+        saved = (read_checkpoint(checkpoint_path)
+                 if resume and checkpoint_path.exists() else None)
+        saved_settings = ((saved["extra"] or {}).get("settings") if saved is not None
+                          and isinstance(saved["extra"], dict) else None)
+        done = (saved["epoch"] or 0) if saved is not None else 0
+        if saved_settings is not None:
+            compare_settings(checkpoint_path, saved_settings, settings, done, extend_schedule,
+                             keys=[k for k in settings if k != "subset"])
+        elif saved is not None:
+            _say(log, f"{checkpoint_path} records no settings (an older minicnn wrote it): "
+                      "they cannot be checked against this command's")
+
+        manual_seed(seed)
+        train, test, channels, size = load_data(data, subset, augment, root, log)
+        settings["subset"] = "bundled" if getattr(train, "is_subset", False) else "full"
+        if saved_settings is not None:
+            compare_settings(checkpoint_path, saved_settings, settings, done, extend_schedule,
+                             keys=["subset"])
+            extensions = list(saved_settings.get("extensions") or [])
+            if saved_settings.get("epochs") != epochs:
+                extensions.append({"at_epoch": done, "epochs": epochs, "how": extend_schedule})
+            settings["extensions"] = extensions
+            settings["schedule_length"] = saved_settings.get("schedule_length", epochs)
+        return _train_in_folder(model, name, data, settings, device, train, test, channels, size,
+                                model_kwargs, pathlib.Path(folder), resume, progress, log,
+                                saved_settings, extend_schedule)
+
+
+def _train_in_folder(model, name, data, settings, device, train, test, channels, size,
+                     model_kwargs, out, resume, progress, log, saved_settings, extend):
+    """The rest of :func:`train_model`, once the folder is held and the settings checked."""
+    epochs = settings["epochs"]
     num_classes = len(getattr(train, "classes", range(10)))
-    net, name = _build_model(model, num_classes, channels, size, model_kwargs)
+    net, _ = _build_model(model, num_classes, channels, size, model_kwargs)
     net = net.to(device)
-    opt = make_optimizer(net.parameters(), optimizer, lr, momentum, weight_decay)
-    scheduler = CosineAnnealingLR(opt, epochs) if schedule == "cosine" else None
-    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, device=device)
+    opt = make_optimizer(net.parameters(), settings["optimizer"], settings["lr"],
+                         settings["optimizer_args"].get("momentum", 0.9),
+                         settings["optimizer_args"]["weight_decay"])
+    scheduler = (CosineAnnealingLR(opt, settings["schedule_length"])
+                 if settings["schedule"] == "cosine" else None)
+    train_loader = DataLoader(train, batch_size=settings["batch_size"], shuffle=True,
+                              device=device)
     test_loader = DataLoader(test, batch_size=1000, device=device)
 
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    def after_resume(saved):
+        """Continue the schedule as asked, and never train an epoch at lr 0 by accident."""
+        done = saved["epoch"] or 0
+        if saved_settings is not None and saved_settings.get("epochs") != epochs and extend:
+            extend_schedule(scheduler, opt, extend, done, epochs)
+            settings["schedule_length"] = scheduler.T_max if scheduler is not None else epochs
+            how = (f"the cosine stretched over all {epochs} epochs" if extend == "stretch"
+                   else f"a new cosine over the {epochs - done} epochs left")
+            _say(log, f"extending the run from {saved_settings.get('epochs')} to {epochs} "
+                      f"epochs: {how}")
+        check_learning_rates(scheduler, opt, done + 1, epochs)
+
     n_params = sum(p.size for p in net.parameters())
-    _say(log, f"{name}: {n_params:,} parameters on {device}; {optimizer} lr "
-              f"{opt.param_groups[0]['lr']:g}, batch {batch_size}, {epochs} epochs; writing to "
-              f"{out}/")
+    _say(log, f"{name}: {n_params:,} parameters on {device}; {settings['optimizer']} lr "
+              f"{opt.param_groups[0]['lr']:g} ({settings['schedule']}), batch "
+              f"{settings['batch_size']}, {epochs} epochs; writing to {out}/")
     history = fit(net, opt, train_loader, epochs, val_loader=test_loader, scheduler=scheduler,
                   checkpoint_path=out / "checkpoint.npz", resume=resume, progress=progress,
-                  log=log)
+                  log=log, extra={"settings": settings}, after_resume=after_resume)
     save_weights(out / "weights.npz", net)
     save_history(history, out / "history.json")
     plot_history(history, out / "curves.png", title=f"{name} on {data}")
     _, test_accuracy = evaluate(net, test_loader)
     _say(log, f"test accuracy {100 * test_accuracy:.2f}%  ({len(test):,} test images)")
     return net, history, test_accuracy
-
-
-# ---- the measurement of `minicnn bench` ---------------------------------------------------------
-
-class NotAClassifier(ValueError):
-    """:func:`time_training_steps` was given a model whose output is not class scores."""
-
-
-def time_training_steps(model, input_shape, steps=5, seed=0):
-    """Seconds per training step of a classifier: forward on a random batch of ``input_shape``
-    (N, C, H, W), cross-entropy against random labels, backward, SGD with momentum.
-
-    One warm-up step first (numba compilation, workspaces), then ``steps`` timed ones, then one
-    more under :func:`minicnn.profile`. Returns ``(seconds, median_seconds, profile)``. A model
-    whose output is not ``(N, classes)`` (U-Net) raises :class:`NotAClassifier`.
-    """
-    rng = np.random.default_rng(seed)
-    x = Tensor(rng.standard_normal(input_shape).astype(np.float32))
-    model.train()
-
-    def logits():  # GoogLeNet with aux heads returns a tuple, the main logits first
-        out = model(x)
-        return out[0] if isinstance(out, tuple) else out
-
-    out = logits()
-    if out.ndim != 2:
-        raise NotAClassifier(f"{type(model).__name__} does not output class scores (N, classes): "
-                             "only classifiers are benchmarked")
-    target = Tensor(rng.integers(0, out.shape[1], input_shape[0]))
-    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step():
-        loss = F.cross_entropy(logits(), target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    step()  # warm-up: numba compilation, workspaces
-    seconds = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - start)
-    with profile() as prof:
-        step()
-    return seconds, statistics.median(seconds), prof

@@ -67,13 +67,16 @@ def test_train_resume_continues_from_the_checkpoint(tmp_path, capsys):
     assert "epoch 2/2" in printed and printed.count("epoch 1/") == 1
 
 
-def test_cuda_without_gpu_is_a_clear_error(tmp_path):
+def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
+    """Bad usage, found while parsing (before any data is loaded): exit status 2."""
     from minicnn import cuda
     if cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(RuntimeError, match="no usable GPU"):
+    with pytest.raises(SystemExit) as info:
         cli.main(["train", "--subset", "bundled", "--epochs", "1", "--device", "cuda",
                   "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert "no usable GPU" in capsys.readouterr().err
 
 
 def test_summary_command_prints_the_table(capsys):
