@@ -76,9 +76,13 @@ def atomic_write(path, mode="wb"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
-    except BaseException:  # also KeyboardInterrupt: never leave a half-written file behind
+    except BaseException as exc:  # also KeyboardInterrupt: never leave a half-written file
         with contextlib.suppress(OSError):
             os.remove(temporary)
+        if isinstance(exc, OSError) and exc.errno is not None and not exc.filename:
+            # NOTE: a full disk says only "No space left on device": name the file it hit
+            raise type(exc)(exc.errno, f"{exc.strerror} (while writing {path}; the previous "
+                            "file, if any, is untouched)", path) from exc
         raise
     _fsync_directory(directory)
 
