@@ -457,11 +457,12 @@ if torch is not None:
     plt.show()
 
 # %% [markdown]
-# In the committed run minicnn took 1.1 to 1.4 times PyTorch's time for these layers, and the
-# numba twins were 5 to 10 times faster than the NumPy references (timings on a shared 2-core
-# machine vary by some 15% between runs): most of the time of both goes into the same GEMMs, and
-# what differs is how well the copies (im2col, col2im) and the GEMM calls are arranged around
-# them. The README's speed table has more shapes, measured on the same 2-core machine.
+# minicnn takes somewhat longer than PyTorch for these layers (the ratios printed above; 1.1 to
+# 1.4 on a quiet 2-core machine, more when other work shares its cores, as timings on a shared
+# machine vary between runs), and the numba twins were several times faster than the NumPy
+# references: most of the time of both goes into the same GEMMs, and what differs is how well the
+# copies (im2col, col2im) and the GEMM calls are arranged around them. The README's speed table
+# has more shapes, measured on a quiet machine.
 #
 # **Summary.** A convolution is a matrix product once every window is copied into a row
 # (im2col); its input gradient is the adjoint copy summed back (col2im); pooling uses the same
