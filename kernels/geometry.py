@@ -35,4 +35,4 @@ def conv_output_size(size, kernel, stride=1, padding=0, dilation=1, ceil_mode=Fa
 
 def conv_transpose_output_size(size, kernel, stride=1, padding=0, output_padding=0, dilation=1):
     """Output length along one axis of a transposed convolution (see the module doc)."""
-    return (size - 1) * stride - 2 * padding + window_span(kernel, dilation) + output_padding - 1
+    return (size - 1) * stride - 2 * padding + window_span(kernel, dilation) + output_padding

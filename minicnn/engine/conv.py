@@ -56,7 +56,7 @@ from minicnn.engine.parallel import chunking, parallel, split_evenly
 from minicnn.engine.workspace import workspace
 from minicnn.kernels import direct_conv
 from minicnn.kernels import im2col as kernels
-from minicnn.kernels.geometry import conv_output_size, window_span
+from minicnn.kernels.geometry import conv_output_size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,18 +133,6 @@ def bias_grad(gy):
 def _output_hw(input_hw, kernel, stride, padding):
     return tuple(conv_output_size(n, k, s, p) for n, k, s, p in
                  zip(input_hw, kernel, stride, padding))
-
-
-def transpose_output_size(size, kernel, stride, padding, output_padding):
-    """Output length along one axis of a transposed convolution (dilation 1)::
-
-        out = (size - 1)*stride - 2*padding + kernel + output_padding
-
-    NOTE: ``kernels.geometry.conv_transpose_output_size`` was meant to be the one copy of this
-    formula, but it returns one less (it subtracts 1 after adding the window span); until it is
-    fixed the transposed convolution asks here.
-    """
-    return (size - 1) * stride - 2 * padding + window_span(kernel) + output_padding
 
 
 def reference_forward(x, w, b, stride, padding, groups):

@@ -10,7 +10,7 @@ import numpy as np
 
 from minicnn.engine import conv
 from minicnn.engine.parallel import chunking
-from minicnn.kernels.geometry import conv_output_size
+from minicnn.kernels.geometry import conv_output_size, conv_transpose_output_size
 
 
 def _pair(value):
@@ -92,7 +92,7 @@ def conv_transpose2d_column_bytes(input_shape, weight_shape, stride=1, padding=0
     Cin, OCg, KH, KW = weight_shape
     stride, padding, output_padding = _pair(stride), _pair(padding), _pair(output_padding)
     kernel = (KH, KW)
-    out_hw = tuple(conv.transpose_output_size(n, k, s, p, o) for n, k, s, p, o in
+    out_hw = tuple(conv_transpose_output_size(n, k, s, p, o) for n, k, s, p, o in
                    zip((H, W), kernel, stride, padding, output_padding))
     itemsize = np.dtype(dtype).itemsize
     # it runs the conv2d that maps its output (out_hw, OCg per group) back to its input (H, W,

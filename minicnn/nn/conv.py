@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from minicnn.engine.conv import transpose_output_size
+from minicnn.kernels.geometry import conv_transpose_output_size
 from minicnn.engine.memory import conv2d_column_bytes, conv_transpose2d_column_bytes
 from minicnn.nn import init
 from minicnn.nn.module import Module
@@ -163,7 +163,7 @@ class ConvTranspose2d(_ConvNd):
                              f"{tuple(output_size)}")
         padding = []
         for axis, wanted in enumerate(size):
-            smallest = transpose_output_size(input_shape[2 + axis], self.kernel_size[axis],
+            smallest = conv_transpose_output_size(input_shape[2 + axis], self.kernel_size[axis],
                                              self.stride[axis], self.padding[axis], 0)
             if not smallest <= wanted < smallest + self.stride[axis]:
                 raise ValueError(

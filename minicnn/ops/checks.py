@@ -11,3 +11,17 @@ def check_images(op, x):
         hint = " (add the batch axis with x.reshape(1, *x.shape))" if x.ndim == 3 else ""
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got a {x.ndim}-D input of "
                          f"shape {tuple(x.shape)}{hint}")
+
+
+def add_batch_axis(op, x, batched_ndim=4):
+    """``(x, added)``: PyTorch takes one example (``(C, H, W)`` for image ops) wherever it takes a
+    batch; such an ``x`` gets a batch axis of 1 (``added`` is True) and the op's result loses it
+    again through :func:`remove_batch_axis`. Other ranks are left for the op's own check."""
+    if x.ndim == batched_ndim - 1:
+        return x.reshape((1,) + tuple(x.shape)), True
+    return x, False
+
+
+def remove_batch_axis(y, added):
+    """The result of an op on one example, without the batch axis :func:`add_batch_axis` added."""
+    return y.reshape(tuple(y.shape[1:])) if added else y

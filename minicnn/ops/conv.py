@@ -43,7 +43,7 @@ import numpy as np
 from minicnn import backend
 from minicnn.autograd import Function, as_tensor
 from minicnn.engine import conv as engine
-from minicnn.kernels.geometry import conv_output_size
+from minicnn.kernels.geometry import conv_output_size, conv_transpose_output_size
 from minicnn.ops.checks import check_images
 from minicnn.ops.shape import as_pair, pad
 
@@ -291,7 +291,7 @@ def conv_transpose2d_geometry(x, w, b, stride, padding, output_padding, groups):
         if extra < 0 or extra >= s:
             raise ValueError(f"{op}: output_padding must be non-negative and smaller than the "
                              f"stride, got output_padding={output_padding} for stride={stride}")
-    out = tuple(engine.transpose_output_size(n, k, s, p, o) for n, k, s, p, o in
+    out = tuple(conv_transpose_output_size(n, k, s, p, o) for n, k, s, p, o in
                 zip((H, W), (KH, KW), stride, padding, output_padding))
     if min(out) < 1:
         raise ValueError(f"{op}: padding {padding} removes more than the {H}x{W} input grows to "
