@@ -301,20 +301,21 @@ print(inspect.getsource(K._im2col_nhwc.py_func))
 #
 # The third twin is CUDA C (`kernels/im2col.cu`), compiled by CuPy on a GPU: **one thread per
 # element of the column matrix**, each computing from its index which pixel it copies, so no two
-# threads write the same address. `mc.cuda.show_kernel` prints the kernel and how a launch maps
+# threads write the same address. `show_kernel` (in `minicnn.kernels.launch_view`) prints the kernel and how a launch maps
 # threads to elements for a given input — it needs no GPU, so here it runs on this CPU-only
 # machine too (for our image: 784 x 9 elements, one thread each). *(On an installation without
 # the CUDA sources this cell only lists what is there.)*
 
 # %%
 from minicnn import kernels
+from minicnn.kernels.launch_view import show_kernel
 
 sources = kernels.cuda_sources()
 print("CUDA sources shipped:", [s.name for s in sources] or "none")
 print("GPU usable here:", mc.cuda.is_available(), "" if mc.cuda.is_available()
       else f"({mc.cuda.why_unavailable()})")
-if hasattr(mc.cuda, "show_kernel") and any(s.name == "im2col.cu" for s in sources):
-    print(mc.cuda.show_kernel("im2col", x_nhwc.shape, kernel_size=3, padding=1))
+if any(s.name == "im2col.cu" for s in sources):
+    print(show_kernel("im2col", x_nhwc.shape, kernel_size=3, padding=1))
 
 # %% [markdown]
 # ### Equal, and how fast?
