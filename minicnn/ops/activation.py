@@ -53,8 +53,9 @@ class ReLU(Function):
     """``max(x, 0)``. NOTE: at exactly 0 the derivative is taken as 0 (as PyTorch does); a
     numerical gradient check straddling 0 sees a kink, so tests keep inputs away from it.
 
-    The work is done by ``kernels/elementwise.py`` (``minicnn.kernels.elementwise``): its NumPy reference reads
-    ``x * (x > 0)`` and ``gy * (y > 0)``; its numba twin does each in one pass on all cores.
+    The work is done by ``kernels/elementwise.py`` (``minicnn.kernels.elementwise``): its NumPy
+    reference reads ``x * (x > 0)`` and ``gy * (y > 0)``; its numba twin does each in one pass on
+    all cores.
     Backward needs only the output ``y`` (positive exactly where ``x`` is)."""
 
     def forward(self, x):
