@@ -159,42 +159,57 @@ def upward_imports(graph):
                   if layer_of(b) > layer_of(a))
 
 
+def layer_matrix(graph):
+    """``counts[a][b]``: imports from modules of layer ``a`` into modules of layer ``b``."""
+    counts = [[0] * len(LAYERS) for _ in LAYERS]
+    for importer, targets in graph.items():
+        for target in targets:
+            counts[layer_of(importer)][layer_of(target)] += 1
+    return counts
+
+
 def draw(graph, path):
-    """The layers as stacked boxes, with the number of imports between each pair of layers."""
+    """The layers as a stack (lowest at the bottom) and beside it the matrix of imports between
+    them: row = the importing layer, column = the imported one. Arrows that point down fill the
+    lower triangle; an upward import would show in red above the diagonal."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = {}
-    for a, targets in graph.items():
-        for b in targets:
-            la, lb = layer_of(a), layer_of(b)
-            if la != lb:
-                counts[la, lb] = counts.get((la, lb), 0) + 1
+    counts = layer_matrix(graph)
     n = len(LAYERS)
-    fig, ax = plt.subplots(figsize=(9, 0.62 * n + 0.6))
-    for i, (title, what, prefixes) in enumerate(LAYERS):
-        members = sorted({m for m in graph if layer_of(m) == i})
-        y = i
-        ax.add_patch(plt.Rectangle((0, y - 0.38), 6.2, 0.76, facecolor="#e8eef7",
-                                   edgecolor="#4a6fa5"))
-        ax.text(0.1, y + 0.12, title, fontsize=10, weight="bold", va="center")
-        ax.text(0.1, y - 0.17, what, fontsize=7.5, va="center", color="#333333")
-        ax.text(6.35, y, f"{len(members)} module{'s' * (len(members) != 1)}", fontsize=7.5,
-                va="center", color="#555555")
-    for (la, lb), k in sorted(counts.items()):
-        x = 7.3 + 0.16 * (la % 9) + 0.02 * lb
-        colour = "#c0392b" if lb > la else "#4a6fa5"
-        ax.annotate("", xy=(x, lb + 0.3 * (1 if lb < la else -1)),
-                    xytext=(x, la - 0.3 * (1 if lb < la else -1)),
-                    arrowprops=dict(arrowstyle="->", color=colour, lw=0.6 + 0.08 * min(k, 20),
-                                    alpha=0.7))
-    ax.text(7.3, n - 0.35, "imports\n(width ~ count)", fontsize=7, va="bottom")
-    ax.set_xlim(-0.1, 9.2)
-    ax.set_ylim(-0.6, n)
-    ax.axis("off")
-    ax.set_title("minicnn's layers, lowest first: each may import only the ones below it",
-                 fontsize=10)
+    fig, (stack, grid) = plt.subplots(1, 2, figsize=(12, 0.5 * n + 1.4),
+                                      gridspec_kw={"width_ratios": [1.25, 1]})
+    for i, (title, what, _) in enumerate(LAYERS):
+        members = sum(layer_of(m) == i for m in graph)
+        stack.add_patch(plt.Rectangle((0, i - 0.42), 1, 0.84, facecolor="#e8eef7",
+                                      edgecolor="#4a6fa5"))
+        stack.text(0.02, i + 0.14, f"{title}  ({members} module{'s' * (members != 1)})", fontsize=9.5,
+                   weight="bold", va="center")
+        stack.text(0.02, i - 0.2, what, fontsize=7.5, va="center", color="#333333")
+    stack.set_xlim(0, 1)
+    stack.set_ylim(-0.6, n - 0.4)
+    stack.axis("off")
+    stack.set_title("layers, lowest first", fontsize=10)
+    for a in range(n):
+        for b in range(n):
+            k = counts[a][b]
+            colour = "#c0392b" if (k and b > a) else ("#4a6fa5" if k else "#f4f4f4")
+            alpha = 1.0 if b > a else (0.25 + 0.75 * min(k, 30) / 30 if k else 1.0)
+            grid.add_patch(plt.Rectangle((b - 0.45, a - 0.45), 0.9, 0.9, facecolor=colour,
+                                         alpha=alpha, edgecolor="none"))
+            if k:
+                grid.text(b, a, str(k), ha="center", va="center", fontsize=7,
+                          color="white" if (b > a or k > 12) else "black")
+    grid.set_xticks(range(n), [t for t, _, _ in LAYERS], rotation=60, ha="right", fontsize=7.5)
+    grid.set_yticks(range(n), [t for t, _, _ in LAYERS], fontsize=7.5)
+    grid.set_xlim(-0.6, n - 0.4)
+    grid.set_ylim(-0.6, n - 0.4)
+    grid.set_aspect("equal")
+    grid.set_xlabel("imported layer")
+    grid.set_ylabel("importing layer")
+    grid.set_title("imports between modules, by layer (all below or on the diagonal)",
+                   fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, dpi=110, format="png")
