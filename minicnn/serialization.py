@@ -226,9 +226,9 @@ def read_archive(path, what):
             f"copy that did not finish?), or not such a file at all. Details: "
             f"{type(exc).__name__}: {exc}") from exc
     if not arrays and metadata is None and infos:
+        members = ", ".join(i.filename for i in infos[:5]) + (", ..." if len(infos) > 5 else "")
         raise CheckpointError(f"{path!r} is a zip archive but not a minicnn {what}: it holds no "
-                              f".npy arrays (its members: {', '.join(i.filename for i in infos[:5])}"
-                              f"{', ...' if len(infos) > 5 else ''})")
+                              f".npy arrays (its members: {members})")
     return arrays, metadata
 
 
