@@ -39,6 +39,9 @@ CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _IMAGE_ARGS = (("long long", "total"), ("int", "H"), ("int", "W"), ("int", "C"), ("int", "KH"),
                ("int", "KW"), ("int", "sH"), ("int", "sW"), ("int", "pH"), ("int", "pW"),
                ("int", "OH"), ("int", "OW"))
+#: the same with the dilation ``(dH, dW)`` after the padding, for the kernels whose window taps
+#: may be spread out (im2col, col2im, max pooling; average pooling has no dilation in PyTorch)
+_DILATED_ARGS = _IMAGE_ARGS[:10] + (("int", "dH"), ("int", "dW")) + _IMAGE_ARGS[10:]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,17 +57,17 @@ class KernelSpec:
 
 KERNELS = {
     "im2col_nhwc": KernelSpec(
-        "im2col.cu", (("const T*", "x"), ("T*", "cols")) + _IMAGE_ARGS,
+        "im2col.cu", (("const T*", "x"), ("T*", "cols")) + _DILATED_ARGS,
         ("n", "oh", "ow", "kh", "kw", "c"), "cols"),
     "col2im_nhwc": KernelSpec(
-        "im2col.cu", (("const T*", "cols"), ("T*", "image")) + _IMAGE_ARGS,
+        "im2col.cu", (("const T*", "cols"), ("T*", "image")) + _DILATED_ARGS,
         ("n", "y", "x", "c"), "image"),
     "max_pool2d_forward_nhwc": KernelSpec(
-        "pooling.cu", (("const T*", "x"), ("T*", "y"), ("int*", "indices")) + _IMAGE_ARGS,
+        "pooling.cu", (("const T*", "x"), ("T*", "y"), ("int*", "indices")) + _DILATED_ARGS,
         ("n", "oh", "ow", "c"), "y"),
     "max_pool2d_backward_nhwc": KernelSpec(
         "pooling.cu", (("const T*", "gy"), ("const int*", "indices"), ("T*", "gx"))
-        + _IMAGE_ARGS, ("n", "y", "x", "c"), "gx"),
+        + _DILATED_ARGS, ("n", "y", "x", "c"), "gx"),
     "avg_pool2d_forward_nhwc": KernelSpec(
         "pooling.cu", (("const T*", "x"), ("const T*", "divisors"), ("T*", "y")) + _IMAGE_ARGS,
         ("n", "oh", "ow", "c"), "y"),
@@ -150,14 +153,16 @@ _INT_RANGE = {"int": (np.int32, 2 ** 31 - 1), "long long": (np.int64, 2 ** 63 - 
 
 
 def plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype=None,
-         total=None, **arrays):
+         total=None, dilation=(1, 1), **arrays):
     """The :class:`Launch` of ``kernel`` (any of :data:`KERNELS`: they share the image
     arguments) for an input image of ``image_shape`` (N, H, W, C), ``output_size`` (OH, OW)
-    output pixels, the pairs ``kernel_size``, ``stride``, ``padding``, and the kernel's arrays
-    by name. One thread per element of the output array (``KernelSpec.output``), whose dtype
-    is the template's ``T``; ``dtype`` and ``total`` stand in for them when the arrays are None
-    (:func:`launch_view.show_kernel`). Scalars are range-checked and typed by the table; arrays
-    are passed through (:func:`launch` checks them)."""
+    output pixels, the pairs ``kernel_size``, ``stride``, ``padding`` and ``dilation`` (only for
+    the kernels that take ``dH, dW``; the others refuse a dilation other than 1), and the
+    kernel's arrays by name. One thread per element of the output array
+    (``KernelSpec.output``), whose dtype is the template's ``T``; ``dtype`` and ``total`` stand
+    in for them when the arrays are None (:func:`launch_view.show_kernel`). Scalars are
+    range-checked and typed by the table; arrays are passed through (:func:`launch` checks
+    them)."""
     spec = KERNELS[kernel]
     output = arrays.get(spec.output)
     dtype = np.dtype(output.dtype if dtype is None else dtype)
@@ -167,6 +172,10 @@ def plan(kernel, image_shape, output_size, kernel_size, stride, padding, dtype=N
     args = dict(arrays, total=int(total), H=H, W=W, C=C, KH=KH, KW=KW, sH=sH, sW=sW, pH=pH,
                 pW=pW, OH=OH, OW=OW)
     names = [name for _, name in spec.args]
+    if "dH" in names:
+        args["dH"], args["dW"] = (int(d) for d in dilation)
+    elif tuple(dilation) != (1, 1):
+        raise TypeError(f"{kernel}: the kernel takes no dilation, got {tuple(dilation)}")
     missing, extra = set(names) - set(args), set(args) - set(names)
     if missing or extra:
         raise TypeError(f"{kernel}: arguments {sorted(missing)} missing, {sorted(extra)} unknown")
@@ -214,7 +223,8 @@ def module(file):
                           name_expressions=name_expressions(file))
 
 
-def launch(kernel, image_shape, output_size, kernel_size, stride, padding, **arrays):
+def launch(kernel, image_shape, output_size, kernel_size, stride, padding, dilation=(1, 1),
+           **arrays):
     """Run the CUDA kernel ``kernel`` on the current GPU, one thread per output element: the
     launch every CUDA twin calls. Arguments as for :func:`plan`; the arrays must be C-contiguous
     CuPy arrays of the kernel's types (checked here: a wrong pointer type would not fail, it
@@ -223,7 +233,8 @@ def launch(kernel, image_shape, output_size, kernel_size, stride, padding, **arr
     NOTE: ``host_harness.emulate`` replaces this function (the module attribute), so the twins
     must call it as ``cuda_kernels.launch``, never bind it at import.
     """
-    p = plan(kernel, image_shape, output_size, kernel_size, stride, padding, **arrays)
+    p = plan(kernel, image_shape, output_size, kernel_size, stride, padding,
+             dilation=dilation, **arrays)
     if p.total == 0:
         return p
     spec = KERNELS[kernel]

@@ -1,10 +1,11 @@
 // im2col and col2im on the GPU: the CUDA C twins of kernels/im2col.py.
 //
 // Layout (the same as the NumPy reference, see kernels/im2col.py): the image x is channels-last,
-// (N, H, W, C), C-contiguous; for a KH x KW kernel with stride (sH, sW) and zero padding (pH, pW)
-// the column matrix is (N*OH*OW, KH*KW*C), C-contiguous, with
+// (N, H, W, C), C-contiguous; for a KH x KW kernel with stride (sH, sW), zero padding (pH, pW)
+// and dilation (dH, dW) (the kernel's taps dH rows and dW columns apart; 1: a dense kernel) the
+// column matrix is (N*OH*OW, KH*KW*C), C-contiguous, with
 //
-//     cols[(n, oh, ow), (kh, kw, c)] = x[n, oh*sH - pH + kh, ow*sW - pW + kw, c]
+//     cols[(n, oh, ow), (kh, kw, c)] = x[n, oh*sH - pH + kh*dH, ow*sW - pW + kw*dW, c]
 //
 // (0 where that pixel lies in the padding). Row (n, oh, ow) is (n*OH + oh)*OW + ow, column
 // (kh, kw, c) is (kh*KW + kw)*C + c. Both kernels are templates over the element type T (float or
@@ -26,8 +27,8 @@
 //   thread i  ->  column-matrix element i = (row, col), row = (n, oh, ow), col = (kh, kw, c):
 //       c  = i % C                  kw = (i / C) % KW          kh = (i / (C*KW)) % KH
 //       ow = (i / (C*KW*KH)) % OW   oh = (i / (C*KW*KH*OW)) % OH   n = i / (C*KW*KH*OW*OH)
-//   and it reads the input pixel (n, y, x, c) with y = oh*sH - pH + kh, x = ow*sW - pW + kw
-//   (or writes 0 when (y, x) lies in the padding).
+//   and it reads the input pixel (n, y, x, c) with y = oh*sH - pH + kh*dH,
+//   x = ow*sW - pW + kw*dW (or writes 0 when (y, x) lies in the padding).
 //
 // Neighbouring threads take neighbouring channels c of one pixel, so a warp reads and writes
 // consecutive addresses (coalesced) whenever C >= 32 or a kernel row lies inside the image.
@@ -35,7 +36,7 @@
 template <typename T>
 __host__ __device__ inline T im2col_element(const T* x, long long i, int H, int W, int C,
                                             int KH, int KW, int sH, int sW, int pH, int pW,
-                                            int OH, int OW) {
+                                            int dH, int dW, int OH, int OW) {
     const int c = static_cast<int>(i % C);
     long long rest = i / C;
     const int kw = static_cast<int>(rest % KW);
@@ -46,8 +47,8 @@ __host__ __device__ inline T im2col_element(const T* x, long long i, int H, int 
     rest /= OW;
     const int oh = static_cast<int>(rest % OH);
     const long long n = rest / OH;
-    const int y = oh * sH - pH + kh;  // the input pixel under kernel offset (kh, kw)
-    const int x_ = ow * sW - pW + kw;
+    const int y = oh * sH - pH + kh * dH;  // the input pixel under kernel tap (kh, kw)
+    const int x_ = ow * sW - pW + kw * dW;
     if (y < 0 || y >= H || x_ < 0 || x_ >= W) {
         return static_cast<T>(0);  // zero padding
     }
@@ -57,10 +58,10 @@ __host__ __device__ inline T im2col_element(const T* x, long long i, int H, int 
 template <typename T>
 __global__ void im2col_nhwc(const T* __restrict__ x, T* __restrict__ cols, long long total,
                             int H, int W, int C, int KH, int KW, int sH, int sW, int pH, int pW,
-                            int OH, int OW) {
+                            int dH, int dW, int OH, int OW) {
     const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < total) {  // the last block may have more threads than elements are left
-        cols[i] = im2col_element(x, i, H, W, C, KH, KW, sH, sW, pH, pW, OH, OW);
+        cols[i] = im2col_element(x, i, H, W, C, KH, KW, sH, sW, pH, pW, dH, dW, OH, OW);
     }
 }
 
@@ -70,18 +71,18 @@ __global__ void im2col_nhwc(const T* __restrict__ x, T* __restrict__ cols, long 
 //   thread i  ->  image element i = (n, y, x, c):
 //       c = i % C    x = (i / C) % W    y = (i / (C*W)) % H    n = i / (C*W*H)
 //   and it sums every column-matrix entry that im2col copied from that pixel: the windows
-//   (oh, ow) and kernel offsets (kh, kw) with oh*sH - pH + kh = y and ow*sW - pW + kw = x.
+//   (oh, ow) and kernel taps (kh, kw) with oh*sH - pH + kh*dH = y and ow*sW - pW + kw*dW = x.
 //
-// For each kernel row kh the window row is oh = (y + pH - kh) / sH, which exists when the
-// division is exact and 0 <= oh < OH; likewise for the columns. That is at most
-// ceil(KH/sH) * ceil(KW/sW) terms, found without searching. The sum runs over (kh, kw) in
+// For each kernel row kh the window row is oh = (y + pH - kh*dH) / sH, which exists when the
+// division is exact and 0 <= oh < OH; likewise for the columns. That is at most KH * KW terms
+// (fewer when the stride skips some), found without searching. The sum runs over (kh, kw) in
 // increasing order, the order in which the NumPy reference adds its slices, so both give the
 // same rounding. No two threads write one pixel: no atomicAdd, and the result is deterministic.
 // ---------------------------------------------------------------------------------------------
 template <typename T>
 __host__ __device__ inline T col2im_element(const T* cols, long long i, int H, int W, int C,
                                             int KH, int KW, int sH, int sW, int pH, int pW,
-                                            int OH, int OW) {
+                                            int dH, int dW, int OH, int OW) {
     const int c = static_cast<int>(i % C);
     long long rest = i / C;
     const int x_ = static_cast<int>(rest % W);
@@ -91,13 +92,13 @@ __host__ __device__ inline T col2im_element(const T* cols, long long i, int H, i
     const long long row_length = static_cast<long long>(KH) * KW * C;  // one window's numbers
     T sum = static_cast<T>(0);
     for (int kh = 0; kh < KH; ++kh) {
-        const int dy = y + pH - kh;  // = oh * sH for the window whose row kh covers y
+        const int dy = y + pH - kh * dH;  // = oh * sH for the window whose row kh covers y
         if (dy < 0 || dy % sH != 0 || dy / sH >= OH) {
             continue;
         }
         const int oh = dy / sH;
         for (int kw = 0; kw < KW; ++kw) {
-            const int dx = x_ + pW - kw;
+            const int dx = x_ + pW - kw * dW;
             if (dx < 0 || dx % sW != 0 || dx / sW >= OW) {
                 continue;
             }
@@ -112,9 +113,9 @@ __host__ __device__ inline T col2im_element(const T* cols, long long i, int H, i
 template <typename T>
 __global__ void col2im_nhwc(const T* __restrict__ cols, T* __restrict__ image, long long total,
                             int H, int W, int C, int KH, int KW, int sH, int sW, int pH, int pW,
-                            int OH, int OW) {
+                            int dH, int dW, int OH, int OW) {
     const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < total) {
-        image[i] = col2im_element(cols, i, H, W, C, KH, KW, sH, sW, pH, pW, OH, OW);
+        image[i] = col2im_element(cols, i, H, W, C, KH, KW, sH, sW, pH, pW, dH, dW, OH, OW);
     }
 }

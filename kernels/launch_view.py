@@ -48,8 +48,10 @@ class KernelView:
         lines += [
             f"launch {self.launch.name} for an input of (N, H, W, C) = "
             f"({self.n_images}, {g['H']}, {g['W']}, {g['C']}) with kernel {g['KH']}x{g['KW']}, "
-            f"stride ({g['sH']}, {g['sW']}), padding ({g['pH']}, {g['pW']}), output (OH, OW) = "
-            f"({g['OH']}, {g['OW']}):",
+            f"stride ({g['sH']}, {g['sW']}), padding ({g['pH']}, {g['pW']})"
+            + (f", dilation ({g['dH']}, {g['dW']})" if (g.get('dH', 1), g.get('dW', 1)) != (1, 1)
+               else "")
+            + f", output (OH, OW) = ({g['OH']}, {g['OW']}):",
             f"  {spec.output} has shape {self.output_shape}: {self.total} elements, one thread "
             "each",
             f"  grid = ({self.grid}, 1, 1) blocks, block = ({self.block}, 1, 1) threads: "
@@ -69,7 +71,7 @@ class KernelView:
 
 
 def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float32",
-                print_source=True):
+                print_source=True, dilation=1):
     """Show the CUDA kernel ``name`` (``"im2col"``, ``"col2im"``, ``"max_pool2d_forward"``, ...,
     see :data:`KERNEL_VIEWS`) and its launch for a channels-last input of ``shape``
     (N, H, W, C): the source with its thread-mapping comment, the grid and block, and which
@@ -77,7 +79,8 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
     :class:`KernelView` (displayed by a notebook; ``print()`` it in a script). Needs no GPU.
 
     ``stride`` defaults to 1 for im2col/col2im and to the kernel size for pooling, as in
-    ``F.conv2d`` and ``F.max_pool2d``. Example::
+    ``F.conv2d`` and ``F.max_pool2d``; ``dilation`` (im2col, col2im, max pooling) spreads the
+    kernel's taps. Example::
 
         >>> from minicnn.kernels.launch_view import show_kernel
         >>> print(show_kernel("im2col", (64, 28, 28, 1), kernel_size=5, padding=2))
@@ -91,9 +94,9 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
     pair = (lambda v: (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1])))
     k = pair(kernel_size)
     s = pair(stride if stride is not None else (1 if "col" in name else kernel_size))
-    p = pair(padding)
+    p, d = pair(padding), pair(dilation)
     N, H, W, C = (int(v) for v in shape)
-    OH, OW = (conv_output_size(*axis) for axis in zip((H, W), k, s, p))
+    OH, OW = (conv_output_size(*axis) for axis in zip((H, W), k, s, p, d))
     if min(OH, OW) < 1:
         raise ValueError(f"show_kernel: a {k[0]}x{k[1]} kernel with padding {p} leaves no "
                          f"output for a {H}x{W} input")
@@ -107,6 +110,6 @@ def show_kernel(name, shape, kernel_size=3, stride=None, padding=0, dtype="float
     arrays = {name_: None for ctype, name_ in cuda_kernels.KERNELS[kernel].args
               if ctype.endswith("*")}
     launch = cuda_kernels.plan(kernel, shape, (OH, OW), k, s, p, dtype=dtype, total=total,
-                               **arrays)
+                               dilation=d, **arrays)
     return KernelView(name, launch, N, out_shape, cuda_kernels.kernel_source(kernel),
                       print_source)

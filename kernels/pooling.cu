@@ -6,8 +6,9 @@
 // channel plane an image of one channel -- and a channels-last tensor as it is (see to_images()
 // in kernels/pooling.py). Window rules are PyTorch's: output pixel (oh, ow) looks at input rows
 // oh*sH - pH ... oh*sH - pH + KH - 1 and columns ow*sW - pW ... ow*sW - pW + KW - 1, where
-// anything outside 0..H-1 x 0..W-1 is padding. Max-pool indices are int32 flat positions
-// h*W + w inside the input plane (PyTorch's numbering).
+// anything outside 0..H-1 x 0..W-1 is padding. A dilated max pooling (dH, dW > 1) looks only at
+// its KH x KW taps, rows oh*sH - pH + kh*dH and columns ow*sW - pW + kw*dW. Max-pool indices
+// are int32 flat positions h*W + w inside the input plane (PyTorch's numbering).
 //
 // Every kernel runs ONE THREAD PER OUTPUT ELEMENT and writes only that element: the forward
 // kernels one thread per element of y, the backward kernels one thread per element of gx, which
@@ -23,6 +24,16 @@ __host__ __device__ inline void window_extent(int start, int size, int kernel, i
                                               int* hi) {
     *lo = start < 0 ? 0 : start;
     *hi = start + kernel < size ? start + kernel : size;
+}
+
+// The taps of a dilated window along one axis that are real input rows: start + k*dilation for
+// k = 0 .. kernel-1, inside [0, size). They run from *lo (the first tap at or after 0) to below
+// *hi in steps of `dilation`; none when *lo >= *hi. With dilation 1 this is window_extent.
+__host__ __device__ inline void dilated_extent(int start, int size, int kernel, int dilation,
+                                               int* lo, int* hi) {
+    *lo = start < 0 ? start + (-start + dilation - 1) / dilation * dilation : start;
+    const int end = start + (kernel - 1) * dilation + 1;
+    *hi = end < size ? end : size;
 }
 
 // -inf, the max-pool's starting value. NVRTC (what CuPy compiles with) knows no
@@ -54,14 +65,14 @@ __host__ __device__ inline double negative_infinity<double>() {
 //
 //   thread i  ->  output element i = (n, oh, ow, c):
 //       c = i % C    ow = (i / C) % OW    oh = (i / (C*OW)) % OH    n = i / (C*OW*OH)
-//   it scans its window's real pixels row by row; a value wins when it is GREATER than the best
-//   so far (so ties keep the FIRST maximum) or when it is NaN (NaN propagates), as in PyTorch.
-//   Before anything wins, the index points at the window's first real pixel.
+//   it scans its window's real taps row by row (dH rows and dW columns apart); a value wins when
+//   it is GREATER than the best so far (so ties keep the FIRST maximum) or when it is NaN (NaN
+//   propagates), as in PyTorch. Before anything wins, the index points at the first real tap.
 // ---------------------------------------------------------------------------------------------
 template <typename T>
 __host__ __device__ inline void max_pool2d_forward_element(
         const T* x, long long i, int H, int W, int C, int KH, int KW, int sH, int sW, int pH,
-        int pW, int OH, int OW, T* best_out, int* index_out) {
+        int pW, int dH, int dW, int OH, int OW, T* best_out, int* index_out) {
     const int c = static_cast<int>(i % C);
     long long rest = i / C;
     const int ow = static_cast<int>(rest % OW);
@@ -69,13 +80,13 @@ __host__ __device__ inline void max_pool2d_forward_element(
     const int oh = static_cast<int>(rest % OH);
     const long long n = rest / OH;
     int h0, h1, w0, w1;
-    window_extent(oh * sH - pH, H, KH, &h0, &h1);
-    window_extent(ow * sW - pW, W, KW, &w0, &w1);
+    dilated_extent(oh * sH - pH, H, KH, dH, &h0, &h1);
+    dilated_extent(ow * sW - pW, W, KW, dW, &w0, &w1);
     T best = negative_infinity<T>();  // padding counts as -inf: it never wins
     int index = h0 * W + w0;
     const T* plane = x + n * H * W * C + c;  // element (n, 0, 0, c); pixels are C apart
-    for (int h = h0; h < h1; ++h) {
-        for (int w = w0; w < w1; ++w) {
+    for (int h = h0; h < h1; h += dH) {
+        for (int w = w0; w < w1; w += dW) {
             const T v = plane[(static_cast<long long>(h) * W + w) * C];
             if (v > best || v != v) {  // strictly greater, or NaN
                 best = v;
@@ -91,10 +102,10 @@ template <typename T>
 __global__ void max_pool2d_forward_nhwc(const T* __restrict__ x, T* __restrict__ y,
                                         int* __restrict__ indices, long long total, int H, int W,
                                         int C, int KH, int KW, int sH, int sW, int pH, int pW,
-                                        int OH, int OW) {
+                                        int dH, int dW, int OH, int OW) {
     const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < total) {
-        max_pool2d_forward_element(x, i, H, W, C, KH, KW, sH, sW, pH, pW, OH, OW, &y[i],
+        max_pool2d_forward_element(x, i, H, W, C, KH, KW, sH, sW, pH, pW, dH, dW, OH, OW, &y[i],
                                    &indices[i]);
     }
 }
@@ -105,14 +116,14 @@ __global__ void max_pool2d_forward_nhwc(const T* __restrict__ x, T* __restrict__
 //   thread i  ->  input element i = (n, h, w, c):
 //       c = i % C    w = (i / C) % W    h = (i / (C*W)) % H    n = i / (C*W*H)
 //   it adds gy[n, oh, ow, c] of every window (oh, ow) that contains (h, w) AND whose recorded
-//   winner is this pixel (indices[n, oh, ow, c] == h*W + w). The window whose row kh covers h is
-//   oh = (h + pH - kh) / sH (when exact and 0 <= oh < OH). Terms are added in (kh, kw) order,
-//   the NumPy reference's order.
+//   winner is this pixel (indices[n, oh, ow, c] == h*W + w). The window whose tap row kh covers h
+//   is oh = (h + pH - kh*dH) / sH (when exact and 0 <= oh < OH). Terms are added in (kh, kw)
+//   order, the NumPy reference's order.
 // ---------------------------------------------------------------------------------------------
 template <typename T>
 __host__ __device__ inline T max_pool2d_backward_element(
         const T* gy, const int* indices, long long i, int H, int W, int C, int KH, int KW,
-        int sH, int sW, int pH, int pW, int OH, int OW) {
+        int sH, int sW, int pH, int pW, int dH, int dW, int OH, int OW) {
     const int c = static_cast<int>(i % C);
     long long rest = i / C;
     const int w = static_cast<int>(rest % W);
@@ -122,13 +133,13 @@ __host__ __device__ inline T max_pool2d_backward_element(
     const int me = h * W + w;
     T sum = static_cast<T>(0);
     for (int kh = 0; kh < KH; ++kh) {
-        const int dy = h + pH - kh;
+        const int dy = h + pH - kh * dH;
         if (dy < 0 || dy % sH != 0 || dy / sH >= OH) {
             continue;
         }
         const int oh = dy / sH;
         for (int kw = 0; kw < KW; ++kw) {
-            const int dx = w + pW - kw;
+            const int dx = w + pW - kw * dW;
             if (dx < 0 || dx % sW != 0 || dx / sW >= OW) {
                 continue;
             }
@@ -145,11 +156,12 @@ template <typename T>
 __global__ void max_pool2d_backward_nhwc(const T* __restrict__ gy,
                                          const int* __restrict__ indices, T* __restrict__ gx,
                                          long long total, int H, int W, int C, int KH, int KW,
-                                         int sH, int sW, int pH, int pW, int OH, int OW) {
+                                         int sH, int sW, int pH, int pW, int dH, int dW, int OH,
+                                         int OW) {
     const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < total) {
         gx[i] = max_pool2d_backward_element(gy, indices, i, H, W, C, KH, KW, sH, sW, pH, pW,
-                                            OH, OW);
+                                            dH, dW, OH, OW);
     }
 }
 

@@ -15,7 +15,10 @@ Each kernel comes twice:
   windows that contain its pixel), so no atomics.
 
 Window rules (PyTorch's, for output pixel ``(oh, ow)``): rows ``oh*sH - pH ... oh*sH - pH + kH - 1``
-of the input, where rows outside ``0 .. H-1`` are padding. Max pooling never picks padding (it
+of the input, where rows outside ``0 .. H-1`` are padding. Max pooling may be dilated: its
+``kH x kW`` taps are then ``dH`` rows and ``dW`` columns apart, rows ``oh*sH - pH + i*dH`` for
+``i = 0 .. kH-1`` (and likewise for columns); the argmax indices name the winning tap's input
+pixel as before. Max pooling never picks padding (it
 counts as -inf). NOTE: ties go to the FIRST maximum in scan order (row by row, then column), and a
 NaN wins over everything, as in PyTorch. Average pooling divides by the window size clipped to the
 padded input (``count_include_pad=True``), by the number of real input elements
@@ -75,71 +78,83 @@ def _twin_arrays(xp, x, out_hw, channels_last, *dtypes):
     return (images, *(xp.empty(shape, dtype=dtype) for dtype in dtypes))
 
 
-def _padded_extent(size, kernel, stride, pad, out):
+def _padded_extent(size, kernel, stride, pad, out, dilation=1):
     """Rows the padded input must have so that every window of ``out`` outputs fits (ceil_mode's
     last window may reach past the right padding)."""
-    return max(size + 2 * pad, (out - 1) * stride + kernel)
+    return max(size + 2 * pad, (out - 1) * stride + dilation * (kernel - 1) + 1)
+
+
+def _first_real_tap(xp, starts, dilation):
+    """The first tap ``start + k*dilation`` (k >= 0) of each window that is not in the left
+    padding (``starts``: the windows' first taps, negative in the padding)."""
+    return starts + xp.maximum(dilation - 1 - starts, 0) // dilation * dilation
 
 
 # ---------------------------------------------------------------------------------------------
 # Max pooling
 # ---------------------------------------------------------------------------------------------
 
-def max_pool2d_forward_reference(x, kernel_size, stride, padding, output_size):
+def max_pool2d_forward_reference(x, kernel_size, stride, padding, output_size,
+                                 dilation=(1, 1)):
     """Max pooling of ``x`` (N, C, H, W) -> ``(y, indices)``, both (N, C, OH, OW).
 
-    ``kernel_size``, ``stride``, ``padding``, ``output_size`` are pairs (rows, columns);
-    ``indices`` are int64 flat positions ``h * W + w`` in the input plane (PyTorch's).
+    ``kernel_size``, ``stride``, ``padding``, ``output_size``, ``dilation`` are pairs (rows,
+    columns); ``indices`` are int64 flat positions ``h * W + w`` in the input plane (PyTorch's).
     """
     xp = backend.get_array_module(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel_size, stride, padding, output_size
-    hp, wp = _padded_extent(h, kh, sh, ph, oh), _padded_extent(w, kw, sw, pw, ow)
+    dh, dw = dilation
+    hp, wp = _padded_extent(h, kh, sh, ph, oh, dh), _padded_extent(w, kw, sw, pw, ow, dw)
     padded = xp.full((n, c, hp, wp), -xp.inf, dtype=x.dtype)  # padding never wins a max
     padded[:, :, ph:ph + h, pw:pw + w] = x
-    rows0 = xp.arange(oh) * sh - ph  # first row of each window (may be padding)
+    rows0 = xp.arange(oh) * sh - ph  # first tap row of each window (may be padding)
     cols0 = xp.arange(ow) * sw - pw
     y = xp.full((n, c, oh, ow), -xp.inf, dtype=x.dtype)
-    # before anything wins, a window points at its first real element (as PyTorch does)
-    indices = xp.broadcast_to(xp.maximum(rows0, 0)[:, None] * w + xp.maximum(cols0, 0), y.shape)
+    # before anything wins, a window points at its first real tap (as PyTorch does)
+    indices = xp.broadcast_to(_first_real_tap(xp, rows0, dh)[:, None] * w
+                              + _first_real_tap(xp, cols0, dw), y.shape)
     for i in range(kh):
         for j in range(kw):
-            window = padded[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+            top, left = i * dh, j * dw  # tap (i, j) of every window, dilation apart
+            window = padded[:, :, top:top + sh * (oh - 1) + 1:sh, left:left + sw * (ow - 1) + 1:sw]
             better = (window > y) | xp.isnan(window)  # strictly greater: the first max stays
             y = xp.where(better, window, y)
-            indices = xp.where(better, (rows0 + i)[:, None] * w + (cols0 + j), indices)
+            indices = xp.where(better, (rows0 + top)[:, None] * w + (cols0 + left), indices)
     return y, indices.astype(xp.int64)
 
 
-def max_pool2d_backward_reference(gy, indices, input_shape, kernel_size, stride, padding):
+def max_pool2d_backward_reference(gy, indices, input_shape, kernel_size, stride, padding,
+                                  dilation=(1, 1)):
     """Gradient of max pooling: each ``gy`` element goes to the input element that won its window
     (several windows may send to the same element; their gradients add up)."""
     xp = backend.get_array_module(gy)
     n, c, h, w = input_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     oh, ow = gy.shape[2:]
-    hp, wp = _padded_extent(h, kh, sh, ph, oh), _padded_extent(w, kw, sw, pw, ow)
+    hp, wp = _padded_extent(h, kh, sh, ph, oh, dh), _padded_extent(w, kw, sw, pw, ow, dw)
     gx = xp.zeros((n, c, hp, wp), dtype=gy.dtype)
     rows0 = xp.arange(oh) * sh - ph
     cols0 = xp.arange(ow) * sw - pw
     won_row, won_col = indices // w, indices % w
     for i in range(kh):
         for j in range(kw):
-            # did the element at offset (i, j) of each window win it?
-            won = (won_row == (rows0 + i)[:, None]) & (won_col == (cols0 + j))
-            gx[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += gy * won
+            # did the element under tap (i, j) of each window win it?
+            top, left = i * dh, j * dw
+            won = (won_row == (rows0 + top)[:, None]) & (won_col == (cols0 + left))
+            gx[:, :, top:top + sh * (oh - 1) + 1:sh, left:left + sw * (ow - 1) + 1:sw] += gy * won
     return gx[:, :, ph:ph + h, pw:pw + w]
 
 
 @njit(parallel=True, cache=True)
-def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, y, indices):
+def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):
     """Numba twin of :func:`max_pool2d_forward_reference` on ``x`` (N, H, W, C), C-contiguous.
 
     Fills ``y`` (N, OH, OW, C) and int32 ``indices`` (``h * W + w``). The loop it runs::
 
         for every image n (in parallel), output pixel (r, q), channel c:
-            y = -inf; index = first real element of the window
-            for every real input pixel (h, w) of the window, in scan order:
+            y = -inf; index = first real tap of the window
+            for every real tap (h, w) of the window (dh rows, dw columns apart), in scan order:
                 if x[n, h, w, c] > y or x[n, h, w, c] is NaN: y, index = x[n, h, w, c], h*W + w
     """
     n_img, h_in, w_in, n_ch = x.shape
@@ -147,16 +162,18 @@ def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, y, indices):
     for n in prange(n_img):
         for r in range(oh):
             h0 = r * sh - ph
-            h1 = min(h0 + kh, h_in)
-            h0 = max(h0, 0)
+            h1 = min(h0 + (kh - 1) * dh + 1, h_in)
+            if h0 < 0:  # the first tap at or after row 0
+                h0 += (dh - 1 - h0) // dh * dh
             for q in range(ow):
                 w0 = q * sw - pw
-                w1 = min(w0 + kw, w_in)
-                w0 = max(w0, 0)
+                w1 = min(w0 + (kw - 1) * dw + 1, w_in)
+                if w0 < 0:
+                    w0 += (dw - 1 - w0) // dw * dw
                 if n_ch == 1:  # an NCHW plane: a scalar loop (no per-pixel channel loops)
                     best, arg = -np.inf, h0 * w_in + w0
-                    for hh in range(h0, h1):
-                        for ww in range(w0, w1):
+                    for hh in range(h0, h1, dh):
+                        for ww in range(w0, w1, dw):
                             v = x[n, hh, ww, 0]
                             if v > best or v != v:
                                 best, arg = v, hh * w_in + ww
@@ -165,8 +182,8 @@ def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, y, indices):
                 for c in range(n_ch):
                     y[n, r, q, c] = -np.inf
                     indices[n, r, q, c] = h0 * w_in + w0
-                for hh in range(h0, h1):
-                    for ww in range(w0, w1):
+                for hh in range(h0, h1, dh):
+                    for ww in range(w0, w1, dw):
                         flat = hh * w_in + ww
                         for c in range(n_ch):
                             # branch-free selects, so that LLVM vectorises over channels
@@ -195,19 +212,20 @@ def max_pool2d_backward_numba(gy, indices, gx):
                     gx[n, indices[n, r, q, c], c] += gy[n, r, q, c]
 
 
-def max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size, channels_last):
+def max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size, channels_last,
+                            dilation=(1, 1)):
     """CUDA twin of :func:`max_pool2d_forward_reference` (kernel ``max_pool2d_forward_nhwc``);
     NCHW-shaped results in ``x``'s layout, int32 indices."""
     xp = backend.get_array_module(x)  # cupy (numpy only when the kernel runs in host_harness)
     n, c = x.shape[:2]
     images, y, indices = _twin_arrays(xp, x, output_size, channels_last, x.dtype, np.int32)
     cuda_kernels.launch("max_pool2d_forward_nhwc", images.shape, output_size, kernel_size,
-                        stride, padding, x=images, y=y, indices=indices)
+                        stride, padding, dilation=dilation, x=images, y=y, indices=indices)
     return from_images(y, n, c, channels_last), from_images(indices, n, c, channels_last)
 
 
 def max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padding,
-                             channels_last):
+                             channels_last, dilation=(1, 1)):
     """CUDA twin of :func:`max_pool2d_backward_reference` (kernel ``max_pool2d_backward_nhwc``,
     a gather: one thread per element of gx)."""
     xp = backend.get_array_module(gy)
@@ -215,36 +233,40 @@ def max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padd
     gy, gx = _twin_arrays(xp, gy, (h, w), channels_last, gy.dtype)
     indices = to_images(indices, channels_last).astype(np.int32, copy=False)
     cuda_kernels.launch("max_pool2d_backward_nhwc", gx.shape, gy.shape[1:3], kernel_size,
-                        stride, padding, gy=gy, indices=indices, gx=gx)
+                        stride, padding, dilation=dilation, gy=gy, indices=indices, gx=gx)
     return from_images(gx, n, c, channels_last)
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding, output_size, channels_last):
+def max_pool2d_forward(x, kernel_size, stride, padding, output_size, channels_last,
+                       dilation=(1, 1)):
     """Max pooling on any device, by the twin :func:`choose_twin` picks (numba and CUDA work in
     ``x``'s layout). Returns ``(y, indices)`` as NCHW-shaped arrays."""
     twin = choose_twin(x)
     if twin == "reference":
-        return max_pool2d_forward_reference(x, kernel_size, stride, padding, output_size)
+        return max_pool2d_forward_reference(x, kernel_size, stride, padding, output_size,
+                                            dilation)
     if twin == "cuda":
         return max_pool2d_forward_cuda(x, kernel_size, stride, padding, output_size,
-                                       channels_last)
+                                       channels_last, dilation)
     n, c = x.shape[:2]
     # outputs allocated by NumPy, not inside numba: NumPy asks for huge pages, which makes the
     # first touch of a fresh multi-megabyte array several times cheaper
     images, y, indices = _twin_arrays(np, x, output_size, channels_last, x.dtype, np.int32)
-    max_pool2d_forward_numba(images, *kernel_size, *stride, *padding, y, indices)
+    max_pool2d_forward_numba(images, *kernel_size, *stride, *padding, *dilation, y, indices)
     return from_images(y, n, c, channels_last), from_images(indices, n, c, channels_last)
 
 
-def max_pool2d_backward(gy, indices, input_shape, kernel_size, stride, padding, channels_last):
-    """Gradient of :func:`max_pool2d_forward` (same dispatch, same layout)."""
+def max_pool2d_backward(gy, indices, input_shape, kernel_size, stride, padding, channels_last,
+                        dilation=(1, 1)):
+    """Gradient of :func:`max_pool2d_forward` (same dispatch, same layout); the numba twin
+    scatters by the indices alone, so it needs no dilation."""
     twin = choose_twin(gy)
     if twin == "reference":
         return max_pool2d_backward_reference(gy, indices, input_shape, kernel_size, stride,
-                                             padding)
+                                             padding, dilation)
     if twin == "cuda":
         return max_pool2d_backward_cuda(gy, indices, input_shape, kernel_size, stride, padding,
-                                        channels_last)
+                                        channels_last, dilation)
     n, c, h, w = input_shape
     gy, gx = _twin_arrays(np, gy, (h, w), channels_last, gy.dtype)
     max_pool2d_backward_numba(gy, to_images(indices, channels_last),

@@ -68,7 +68,7 @@ def test_plan_types_the_scalars_and_covers_every_element():
     assert p.name == "im2col_nhwc<float>" and p.total == cols.size
     assert p.grid * p.block >= p.total > (p.grid - 1) * p.block   # no block without work
     types = [type(a) for a in p.args[2:]]
-    assert types == [np.int64] + [np.int32] * 11
+    assert types == [np.int64] + [np.int32] * 13   # H .. pW, dH, dW, OH, OW
     with pytest.raises(ValueError, match="does not fit the kernel's int"):
         cuda_kernels.plan("im2col_nhwc", (1, 2 ** 31, 1, 1), (1, 1), (1, 1), (1, 1), (0, 0),
                           x=x, cols=cols)
