@@ -32,6 +32,8 @@ linearly (the batch is cut into chunks).
 Multiply-adds (MACs) convention: those of the convolution and linear layers, one per weight
 per output position -- ``Conv2d``: ``N*OH*OW * C_out * (C_in/groups)*kH*kW``; ``ConvTranspose2d``:
 ``N*H*W * C_in * (C_out/groups)*kH*kW`` (per INPUT position); ``Linear``: ``rows * in * out``.
+A dilated kernel (``dilation``) multiplies the same kH*kW weights per position, over a larger
+window: it changes the output size (so the MACs) and the column bytes, not the formula.
 Biases, pooling, batch norm, activations, additions and concatenations count 0. This is the
 convention behind torchvision's published GFLOPS (which are really giga-multiply-adds: AlexNet
 0.714, VGG-16 15.47, ResNet-50 4.089 at 224x224). Register a counter for another layer type in
@@ -98,20 +100,24 @@ def _mac_counter(module):
 
 def _conv2d_output_shape(layer, input):
     """What ``layer(input)`` would return, after conv2d's own argument checks."""
-    stride, padding, extra = conv2d_geometry(input, layer.weight, layer.bias, layer.stride,
-                                             layer.padding, layer.groups)
-    N, _, H, W = input.shape
-    KH, KW = layer.kernel_size
-    return (N, layer.out_channels, conv_output_size(H + extra[0], KH, stride[0], padding[0]),
-            conv_output_size(W + extra[1], KW, stride[1], padding[1]))
+    batch = input.reshape((1,) + input.shape) if input.ndim == 3 else input   # one image
+    stride, padding, extra = conv2d_geometry(batch, layer.weight, layer.bias, layer.stride,
+                                             layer.padding, layer.groups, layer.dilation)
+    H, W = input.shape[-2:]
+    (KH, KW), (dH, dW) = layer.kernel_size, layer.dilation
+    return input.shape[:-3] + (layer.out_channels,
+                               conv_output_size(H + extra[0], KH, stride[0], padding[0], dH),
+                               conv_output_size(W + extra[1], KW, stride[1], padding[1], dW))
 
 
 def _conv_transpose2d_output_shape(layer, input, output_size=None):
     """What ``layer(input, output_size)`` would return, after conv_transpose2d's checks."""
+    batch = input.reshape((1,) + input.shape) if input.ndim == 3 else input   # one image
     output_padding = layer._output_padding(input.shape, output_size)
-    _, _, out = conv_transpose2d_geometry(input, layer.weight, layer.bias, layer.stride,
-                                          layer.padding, output_padding, layer.groups)
-    return (input.shape[0], layer.out_channels) + tuple(out)
+    _, _, out = conv_transpose2d_geometry(batch, layer.weight, layer.bias, layer.stride,
+                                          layer.padding, output_padding, layer.groups,
+                                          layer.dilation)
+    return input.shape[:-3] + (layer.out_channels,) + tuple(out)
 
 
 #: ``layer type -> rule(layer, *forward_args)`` giving the output shape: with

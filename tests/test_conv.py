@@ -387,9 +387,10 @@ def _t(*shape, dtype=np.float32):
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: conv2d(_t(3, 8, 8), _t(4, 3, 3, 3)), ValueError,
-     r"conv2d: expected a 4-D input \(N, C, H, W\), got a 3-D input of shape \(3, 8, 8\) "
-     r"\(add the batch axis"),
+    (lambda: conv2d(_t(1, 1, 3, 8, 8), _t(4, 3, 3, 3)), ValueError,
+     r"conv2d: expected a 4-D input \(N, C, H, W\), got a 5-D input of shape \(1, 1, 3, 8, 8\)"),
+    (lambda: conv2d(_t(5, 8, 8), _t(4, 3, 3, 3)), ValueError,   # one image, wrong channels
+     r"conv2d: input has 5 channels but the weight expects 3"),
     (lambda: conv2d(_t(1, 3, 8, 8), _t(4, 3, 3)), ValueError,
      r"conv2d: expected a 4-D weight \(C_out, C_in/groups, kH, kW\)"),
     (lambda: conv2d(_t(2, 5, 8, 8), _t(4, 3, 3, 3)), ValueError,
@@ -436,10 +437,20 @@ def _t(*shape, dtype=np.float32):
      r"stride must be positive"),
     (lambda: conv_transpose2d(_t(4, 4), _t(3, 2, 2, 2)), ValueError,
      r"conv_transpose2d: expected a 4-D input"),
-    (lambda: conv2d(_t(1, 3, 8, 8), _t(2, 3, 3, 3), dilation=2), NotImplementedError,
-     r"conv2d: dilation=2 is not supported"),
-    (lambda: conv_transpose2d(_t(1, 3, 8, 8), _t(3, 2, 3, 3), dilation=(2, 1)),
-     NotImplementedError, r"conv_transpose2d: dilation=\(2, 1\) is not supported"),
+    (lambda: conv2d(_t(1, 3, 8, 8), _t(2, 3, 3, 3), dilation=0), ValueError,
+     r"conv2d: dilation should be greater than zero, but got \(0, 0\)"),
+    (lambda: conv2d(_t(1, 3, 8, 8), _t(2, 3, 3, 3), dilation=(1, -2)), ValueError,
+     r"conv2d: dilation should be greater than zero, but got \(1, -2\)"),
+    (lambda: conv2d(_t(1, 3, 8, 8), _t(2, 3, 3, 3), dilation=1.5), TypeError,
+     r"conv2d: dilation must be an int or a pair of ints, got 1.5"),
+    (lambda: conv2d(_t(1, 3, 4, 4), _t(2, 3, 3, 3), dilation=3), ValueError,
+     r"the 3x3 kernel with dilation \(3, 3\) \(spanning 7x7\) is larger than the padded input "
+     r"4x4"),
+    (lambda: conv_transpose2d(_t(1, 3, 8, 8), _t(3, 2, 3, 3), dilation=(2, 0)), ValueError,
+     r"conv_transpose2d: dilation should be greater than zero, but got \(2, 0\)"),
+    (lambda: conv_transpose2d(_t(1, 3, 4, 4), _t(3, 2, 3, 3), stride=2, dilation=3,
+                              output_padding=3), ValueError,
+     r"output_padding must be non-negative and smaller than the stride or the dilation"),
 ])
 def test_bad_arguments_give_clear_errors_before_any_array_work(no_array_work, call, error,
                                                                message):
@@ -672,8 +683,10 @@ def test_layers_are_initialised_like_pytorch(name, args, kwargs):
 def test_layer_options():
     layer = conv_layers.Conv2d(2, 4, 3, dtype=np.float64)
     assert layer.weight.dtype == np.float64 and layer.bias.dtype == np.float64
-    with pytest.raises(NotImplementedError, match="dilation"):
-        conv_layers.Conv2d(2, 4, 3, dilation=2)
+    with pytest.raises(ValueError, match="Conv2d: dilation should be greater than zero"):
+        conv_layers.Conv2d(2, 4, 3, dilation=0)
+    with pytest.raises(ValueError, match="ConvTranspose2d: dilation should be greater than zero"):
+        conv_layers.ConvTranspose2d(2, 4, 3, dilation=(1, 0))
     with pytest.raises(NotImplementedError, match="padding_mode"):
         conv_layers.Conv2d(2, 4, 3, padding_mode="reflect")
     with pytest.raises(ValueError, match="divisible by groups"):

@@ -307,9 +307,9 @@ def test_output_size(size, kernel, stride, padding, ceil_mode, expected):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda x: max_pool2d(x.reshape(2, 4, 4), 2), "4-D input .* got a 3-D"),
+    (lambda x: max_pool2d(x.reshape(8, 4), 2), "4-D input .* got a 2-D"),   # 3-D: one image
     (lambda x: avg_pool2d(x.reshape(32), 2), "4-D input .* got a 1-D"),
-    (lambda x: adaptive_avg_pool2d(x.reshape(2, 4, 4), 1), "4-D input"),
+    (lambda x: adaptive_avg_pool2d(x.reshape(1, 1, 2, 4, 4), 1), "4-D input"),
     (lambda x: max_pool2d(x, 5), "leaves no output"),
     (lambda x: avg_pool2d(x, (1, 6), padding=(0, 0)), "leaves no output"),
     (lambda x: max_pool2d(x, 2, stride=0), "stride must be positive"),
@@ -319,7 +319,12 @@ def test_output_size(size, kernel, stride, padding, ceil_mode, expected):
     (lambda x: max_pool2d(x, 2.5), "int or a pair"),
     (lambda x: avg_pool2d(x, 2, divisor_override=0), "divisor_override"),
     (lambda x: adaptive_avg_pool2d(x, 0), "positive"),
-    (lambda x: max_pool2d(x, 2, dilation=2), "dilation"),
+    (lambda x: max_pool2d(x, 2, dilation=0), r"dilation should be greater than zero, but got "
+                                             r"\(0, 0\)"),
+    (lambda x: max_pool2d(x, 2, dilation=(1, 2.0)), "dilation must be an int or a pair"),
+    (lambda x: max_pool2d(x, 3, dilation=2), r"3x3 kernel with padding \(0, 0\) and dilation "
+                                             r"\(2, 2\) .* leaves no output"),
+    (lambda x: max_pool2d(x[:, :, :2], 2, 1, 1, dilation=3), "every tap in the padding"),
 ])
 def test_bad_arguments_give_clear_errors(call, message):
     x = mc.Tensor(np.zeros((1, 2, 4, 4), np.float32))

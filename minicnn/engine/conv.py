@@ -2,7 +2,8 @@
 
 The op says WHAT is computed (``y = im2col(x) @ W.T + b``; backward ``gW = gy.T @ cols``,
 ``gx = col2im(gy @ W)``). This module says HOW, behind four calls on channels-last arrays
-(``x`` (N, H, W, C), ``w`` (OC, C/groups, KH, KW), ``gy`` (N, OH, OW, OC)):
+(``x`` (N, H, W, C), ``w`` (OC, C/groups, KH, KW), ``gy`` (N, OH, OW, OC)), each with an
+optional last argument ``dilation`` (a pair, default ``(1, 1)``):
 
     forward(x, w, b, stride, padding, groups)                      -> y
     backward(x, w, gy, stride, padding, groups, need_x, need_w)    -> (gx, gW)
@@ -45,6 +46,14 @@ fast (measured on a 2-core machine; ``benchmarks/bench_conv.py``):
 9. The bias gradient, a sum over all pixels per channel, is one matrix-vector product
    (``ones @ gy``): NumPy's ``sum(axis=0)`` over a (N*OH*OW, OC) array with few channels is ten
    times slower.
+10. Dilated kernels (taps ``dilation`` apart, DeepLab's atrous convolution) take the im2col
+   paths with gaps in the windows: forward and gW by ``conv2d_nhwc``, gx at stride 1 as the
+   convolution of point 5 (its "full" padding is ``dilation*(KH-1) - padding``) or else by
+   col2im, chosen by the same byte estimate, whose runs are then ``C`` numbers per tap instead
+   of ``KW*C`` per kernel row. They never take the direct kernels of point 8 (written for dense
+   kernels); a 1x1 kernel has no gaps and stays pointwise (point 6). The dense paths are the
+   same code with dilation 1, branched off at the top (``dilation != (1, 1)``), so a dense
+   convolution does exactly what it did before dilation existed.
 
 Memory: ``minicnn/engine/memory.py`` predicts the column buffers of a layer. Together they stay
 below ``parallel.max_column_bytes`` unless the columns of a single image are larger.
@@ -63,24 +72,35 @@ from minicnn.kernels.geometry import conv_output_size
 # The interface the ops call
 # ---------------------------------------------------------------------------------------------
 
-def forward(x, w, b, stride, padding, groups):
+def forward(x, w, b, stride, padding, groups, dilation=(1, 1)):
     """``y (N, OH, OW, OC) = im2col(x) @ W.T + b`` of a channels-last ``x`` (N, H, W, C)."""
     if backend.reference_lane():
-        return reference_forward(x, w, b, stride, padding, groups)
+        return reference_forward(x, w, b, stride, padding, groups, dilation)
+    if dilation != (1, 1):                                         # point 10
+        y, _ = conv2d_nhwc(x, w, b, stride, padding, groups, dilation=dilation)
+        return y
     if use_direct(backend.get_array_module(x), x.shape, w.shape, stride, groups):
         return conv2d_direct_nhwc(x, w, b, padding)
     y, _ = conv2d_nhwc(x, w, b, stride, padding, groups)
     return y
 
 
-def backward(x, w, gy, stride, padding, groups, need_x, need_w):
+def backward(x, w, gy, stride, padding, groups, need_x, need_w, dilation=(1, 1)):
     """``(gx, gW)`` of a convolution: ``gx = col2im(gy @ W)`` (N, H, W, C) when ``need_x``,
     ``gW = gy.T @ im2col(x)`` when ``need_w``; None for the one not needed."""
     if backend.reference_lane():
-        gx = reference_input_grad(gy, w, x.shape[1:3], stride, padding, groups) if need_x \
-            else None
-        gw = reference_weight_grad(x, gy, w.shape, stride, padding, groups) if need_w else None
+        gx = reference_input_grad(gy, w, x.shape[1:3], stride, padding, groups, dilation) \
+            if need_x else None
+        gw = reference_weight_grad(x, gy, w.shape, stride, padding, groups, dilation) \
+            if need_w else None
         return gx, gw
+    if dilation != (1, 1):                                         # point 10
+        if need_x:   # gx, and gW from the same columns where it can
+            return conv2d_input_grad_nhwc(gy, w, x.shape[1:3], stride, padding, groups,
+                                          x=x if need_w else None, dilation=dilation)
+        gw = conv2d_nhwc(x, w, None, stride, padding, groups, gy=gy, need_y=False,
+                         dilation=dilation)[1] if need_w else None
+        return None, gw
     gx = gw = None
     if need_w and use_direct(backend.get_array_module(x), x.shape, w.shape, stride, groups):
         gw = conv2d_direct_weight_grad_nhwc(x, gy, w.shape[2:], padding)
@@ -94,27 +114,30 @@ def backward(x, w, gy, stride, padding, groups, need_x, need_w):
     return gx, gw
 
 
-def transpose_forward(x, w, b, output_hw, stride, padding, groups):
+def transpose_forward(x, w, b, output_hw, stride, padding, groups, dilation=(1, 1)):
     """Transposed convolution of a channels-last ``x``: the input gradient of the conv2d that
     maps its output (``output_hw``) back to its input, ``col2im(x @ W) + b``."""
     if backend.reference_lane():
-        y = reference_input_grad(x, w, output_hw, stride, padding, groups)
+        y = reference_input_grad(x, w, output_hw, stride, padding, groups, dilation)
     else:
-        y, _ = conv2d_input_grad_nhwc(x, w, output_hw, stride, padding, groups)
+        y, _ = conv2d_input_grad_nhwc(x, w, output_hw, stride, padding, groups,
+                                      dilation=dilation)
     if b is not None:
         y += b
     return y
 
 
-def transpose_backward(x, w, gy, stride, padding, groups, need_x, need_w):
+def transpose_backward(x, w, gy, stride, padding, groups, need_x, need_w, dilation=(1, 1)):
     """``(gx, gW)`` of a transposed convolution: that conv2d's forward of ``gy`` (gx) and its
     weight gradient with ``gy`` as input and ``x`` as output gradient (gW)."""
     if backend.reference_lane():
-        gx = reference_forward(gy, w, None, stride, padding, groups) if need_x else None
-        gw = reference_weight_grad(gy, x, w.shape, stride, padding, groups) if need_w else None
+        gx = reference_forward(gy, w, None, stride, padding, groups, dilation) if need_x \
+            else None
+        gw = reference_weight_grad(gy, x, w.shape, stride, padding, groups, dilation) \
+            if need_w else None
         return gx, gw
     return conv2d_nhwc(gy, w, None, stride, padding, groups, gy=x if need_w else None,
-                       need_y=need_x)
+                       need_y=need_x, dilation=dilation)
 
 
 def bias_grad(gy):
@@ -130,28 +153,29 @@ def bias_grad(gy):
 # The reference lane: the lecture's version, whole batch, one GEMM per group
 # ---------------------------------------------------------------------------------------------
 
-def _output_hw(input_hw, kernel, stride, padding):
-    return tuple(conv_output_size(n, k, s, p) for n, k, s, p in
-                 zip(input_hw, kernel, stride, padding))
+def _output_hw(input_hw, kernel, stride, padding, dilation=(1, 1)):
+    return tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in
+                 zip(input_hw, kernel, stride, padding, dilation))
 
 
-def reference_forward(x, w, b, stride, padding, groups):
+def reference_forward(x, w, b, stride, padding, groups, dilation=(1, 1)):
     """``y = im2col(x) @ W.T + b``: (N, H, W, C) -> (N, OH, OW, OC)."""
     xp = backend.get_array_module(x)
     N, H, W, C = x.shape
     OC, Cg, KH, KW = w.shape
     OCg = OC // groups
-    OH, OW = _output_hw((H, W), (KH, KW), stride, padding)
+    OH, OW = _output_hw((H, W), (KH, KW), stride, padding, dilation)
     y = xp.empty((N * OH * OW, OC), dtype=x.dtype)
     for g in range(groups):
-        cols = kernels.im2col_reference(x[..., g * Cg:(g + 1) * Cg], (KH, KW), stride, padding)
+        cols = kernels.im2col_reference(x[..., g * Cg:(g + 1) * Cg], (KH, KW), stride, padding,
+                                        dilation)
         y[:, g * OCg:(g + 1) * OCg] = cols @ weight_matrix(w[g * OCg:(g + 1) * OCg]).T
     if b is not None:
         y += b
     return y.reshape(N, OH, OW, OC)
 
 
-def reference_weight_grad(x, gy, w_shape, stride, padding, groups):
+def reference_weight_grad(x, gy, w_shape, stride, padding, groups, dilation=(1, 1)):
     """``gW = gy.T @ im2col(x)``, in the weight's (OC, C/groups, KH, KW) order."""
     xp = backend.get_array_module(x)
     OC, Cg, KH, KW = w_shape
@@ -159,13 +183,14 @@ def reference_weight_grad(x, gy, w_shape, stride, padding, groups):
     gy2 = gy.reshape(-1, OC)
     parts = []
     for g in range(groups):
-        cols = kernels.im2col_reference(x[..., g * Cg:(g + 1) * Cg], (KH, KW), stride, padding)
+        cols = kernels.im2col_reference(x[..., g * Cg:(g + 1) * Cg], (KH, KW), stride, padding,
+                                        dilation)
         gw = gy2[:, g * OCg:(g + 1) * OCg].T @ cols                     # (OCg, KH*KW*Cg)
         parts.append(gw.reshape(OCg, KH, KW, Cg).transpose(0, 3, 1, 2))
     return xp.ascontiguousarray(xp.concatenate(parts))
 
 
-def reference_input_grad(gy, w, input_hw, stride, padding, groups):
+def reference_input_grad(gy, w, input_hw, stride, padding, groups, dilation=(1, 1)):
     """``gx = col2im(gy @ W)``: (N, OH, OW, OC) -> (N, H, W, C), ``(H, W) = input_hw``."""
     xp = backend.get_array_module(gy)
     N, OC = gy.shape[0], gy.shape[3]
@@ -176,7 +201,7 @@ def reference_input_grad(gy, w, input_hw, stride, padding, groups):
     for g in range(groups):
         gcols = gy2[:, g * OCg:(g + 1) * OCg] @ weight_matrix(w[g * OCg:(g + 1) * OCg])
         gx[..., g * Cg:(g + 1) * Cg] = kernels.col2im_reference(
-            gcols, (N, *input_hw, Cg), (KH, KW), stride, padding)
+            gcols, (N, *input_hw, Cg), (KH, KW), stride, padding, dilation)
     return gx
 
 
@@ -206,13 +231,14 @@ def is_pointwise(kernel, stride, padding):
     return kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
 
-def use_direct(xp, x_shape, w_shape, stride, groups):
-    """Point 8: a one-channel conv at stride 1, on the CPU (``x_shape`` channels-last)."""
-    return xp is np and groups == 1 and stride == (1, 1) and w_shape[1] == 1 and x_shape[3] == 1
+def use_direct(xp, x_shape, w_shape, stride, groups, dilation=(1, 1)):
+    """Point 8: a one-channel dense conv at stride 1, on the CPU (``x_shape`` channels-last)."""
+    return (xp is np and groups == 1 and stride == (1, 1) and dilation == (1, 1)
+            and w_shape[1] == 1 and x_shape[3] == 1)
 
 
 def input_grad_as_convolution(kernel, stride, padding, in_hw, out_hw, cin_g, cout_g,
-                              with_weight_grad):
+                              with_weight_grad, dilation=(1, 1)):
     """Take the input gradient as the convolution im2col(gy) @ W_flipped (point 5) instead of
     col2im(gy @ W)?
 
@@ -224,16 +250,21 @@ def input_grad_as_convolution(kernel, stride, padding, in_hw, out_hw, cin_g, cou
     numbers) has a fixed cost of about 8 numbers' worth in both im2col and col2im (measured on
     LeNet-5's and ResNet-20's layers); it makes the convolution the slow choice when C_out is
     much larger than C_in, and col2im the slow one for few channels out.
+
+    A dilated kernel (point 10) is possible while ``padding`` < its span ``dilation*(k-1) + 1``;
+    with column dilation > 1 a run is one tap (``C`` numbers), ``KH*KW`` runs per window.
     """
-    if stride != (1, 1) or padding[0] >= kernel[0] or padding[1] >= kernel[1]:
+    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if stride != (1, 1) or padding[0] >= span[0] or padding[1] >= span[1]:
         return False
     KH, KW = kernel
+    runs, taps = (KH, KW) if dilation[1] == 1 else (KH * KW, 1)   # runs per window, taps per run
     n_in, n_out = in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]
     gemms = 2 if with_weight_grad else 1
-    as_convolution = n_in * KH * (KW * cout_g + 8) + gemms * n_in * KH * KW * cout_g
-    with_col2im = n_out * KH * KW * cin_g + n_out * KH * (KW * cin_g + 8)
+    as_convolution = n_in * runs * (taps * cout_g + 8) + gemms * n_in * KH * KW * cout_g
+    with_col2im = n_out * KH * KW * cin_g + n_out * runs * (taps * cin_g + 8)
     if with_weight_grad:
-        with_col2im += n_out * KH * (KW * cin_g + 8) + n_out * KH * KW * cin_g
+        with_col2im += n_out * runs * (taps * cin_g + 8) + n_out * KH * KW * cin_g
     return as_convolution <= with_col2im
 
 
@@ -241,7 +272,7 @@ def input_grad_as_convolution(kernel, stride, padding, in_hw, out_hw, cin_g, cou
 # The fast primitives: chunks of channels-last arrays (any array module)
 # ---------------------------------------------------------------------------------------------
 
-def _columns(a, n0, n1, g, groups, kernel, stride, padding, rows_per_image):
+def _columns(a, n0, n1, g, groups, kernel, stride, padding, rows_per_image, dilation=(1, 1)):
     """``im2col`` of images ``n0:n1`` of the channels-last ``a``, channels of group ``g``, in
     this thread's workspace buffer (use it before asking for the next one). A 1x1 kernel with
     stride 1 and no padding gives the input itself: it is its own column matrix."""
@@ -253,7 +284,7 @@ def _columns(a, n0, n1, g, groups, kernel, stride, padding, rows_per_image):
         return part.reshape(-1, Cg)
     buffer = workspace.get(xp, ((n1 - n0) * rows_per_image, kernel[0] * kernel[1] * Cg),
                            a.dtype)
-    return kernels.im2col(part, kernel, stride, padding, out=buffer)
+    return kernels.im2col(part, kernel, stride, padding, dilation, out=buffer)
 
 
 def _sum_in_order(partials, groups):
@@ -268,21 +299,21 @@ def _sum_in_order(partials, groups):
     return totals
 
 
-def conv2d_nhwc(x, w, b, stride, padding, groups=1, gy=None, need_y=True):
+def conv2d_nhwc(x, w, b, stride, padding, groups=1, gy=None, need_y=True, dilation=(1, 1)):
     """Convolution of a channels-last batch, chunk by chunk: ``y = im2col(x) @ W.T + b``.
 
     x (N, H, W, C), w (OC, C/groups, KH, KW), b (OC,) or None -> y (N, OH, OW, OC).
     With ``gy`` (N, OH, OW, OC) it also returns the weight gradient ``gW = im2col(x).T @ gy``
     from the same column matrices (what conv2d's weight gradient and the backward of a transposed
     convolution need). Returns ``(y, gW)``; ``y`` is None unless ``need_y``, ``gW`` None
-    without ``gy``.
+    without ``gy``. ``dilation`` spreads the kernel's taps (point 10).
     """
     xp = backend.get_array_module(x)
     N, H, W, C = x.shape
     OC, Cg, KH, KW = w.shape
     OCg = OC // groups
     kernel = (KH, KW)
-    OH, OW = _output_hw((H, W), kernel, stride, padding)
+    OH, OW = _output_hw((H, W), kernel, stride, padding, dilation)
     R = OH * OW                                                    # rows (output pixels) per image
     y = xp.empty((N, OH, OW, OC), dtype=x.dtype) if need_y else None
     y2 = y.reshape(N * R, OC) if need_y else None
@@ -296,7 +327,7 @@ def conv2d_nhwc(x, w, b, stride, padding, groups=1, gy=None, need_y=True):
         rows = slice(n0 * R, n1 * R)
         partial = []
         for g in range(groups):
-            cols = _columns(x, n0, n1, g, groups, kernel, stride, padding, R)
+            cols = _columns(x, n0, n1, g, groups, kernel, stride, padding, R, dilation)
             out_channels = slice(g * OCg, (g + 1) * OCg)
             if need_y and groups == 1:
                 xp.matmul(cols, w_t[0], out=y2[rows])
@@ -321,12 +352,13 @@ def conv2d_nhwc(x, w, b, stride, padding, groups=1, gy=None, need_y=True):
     return y, gw
 
 
-def conv2d_input_grad_nhwc(gy, w, input_hw, stride, padding, groups=1, x=None):
+def conv2d_input_grad_nhwc(gy, w, input_hw, stride, padding, groups=1, x=None,
+                           dilation=(1, 1)):
     """Input gradient of a convolution, which is the forward of a transposed convolution:
     gy (N, OH, OW, OC), w (OC, C/groups, KH, KW) -> gx (N, H, W, C), ``(H, W) = input_hw``.
 
     As a convolution (see :func:`input_grad_as_convolution`): ``gx = im2col(gy, padding
-    KH-1-pH) @ W_flipped``, and when the input ``x`` is passed the same columns give the weight
+    dH*(KH-1)-pH) @ W_flipped``, and when the input ``x`` is passed the same columns give the weight
     gradient too, ``gW_flipped = im2col(gy).T @ x``. Otherwise ``gx = col2im(gy @ W)``, and ``gW``
     (when ``x`` is passed) comes from the columns of x. Returns ``(gx, gW)``, gW None without x.
     """
@@ -350,8 +382,8 @@ def conv2d_input_grad_nhwc(gy, w, input_hw, stride, padding, groups=1, x=None):
                 gx2[:, g * Cg:(g + 1) * Cg] = xp.matmul(gy2[:, g * OCg:(g + 1) * OCg],
                                                         weight_matrix(wg))
     elif input_grad_as_convolution(kernel, stride, padding, (H, W), (OH, OW), Cg, OCg,
-                                   x is not None):
-        return _input_grad_flipped(gy, w_groups, gx, x, padding)
+                                   x is not None, dilation):
+        return _input_grad_flipped(gy, w_groups, gx, x, padding, dilation)
     else:                                                          # gx = col2im(gy @ W)
         w_mat = [weight_matrix(wg) for wg in w_groups]             # (OCg, KH*KW*Cg)
         R, K = OH * OW, KH * KW * Cg
@@ -365,21 +397,24 @@ def conv2d_input_grad_nhwc(gy, w, input_hw, stride, padding, groups=1, x=None):
                 xp.matmul(gy2[rows, g * OCg:(g + 1) * OCg], w_mat[g], out=gcols)
                 if groups == 1:
                     kernels.col2im(gcols, (n1 - n0, H, W, Cg), kernel, stride, padding,
-                                   out=gx[n0:n1])
+                                   dilation, out=gx[n0:n1])
                 else:
                     gx[n0:n1, :, :, g * Cg:(g + 1) * Cg] = kernels.col2im(
-                        gcols, (n1 - n0, H, W, Cg), kernel, stride, padding)
+                        gcols, (n1 - n0, H, W, Cg), kernel, stride, padding, dilation)
 
         parallel.run(chunk, n_chunks, workers)
     gw = None
     if x is not None:
-        _, gw = conv2d_nhwc(x, w, None, stride, padding, groups, gy=gy, need_y=False)
+        _, gw = conv2d_nhwc(x, w, None, stride, padding, groups, gy=gy, need_y=False,
+                            dilation=dilation)
     return gx, gw
 
 
-def _input_grad_flipped(gy, w_groups, gx, x, padding):
+def _input_grad_flipped(gy, w_groups, gx, x, padding, dilation=(1, 1)):
     """Point 5: ``gx = im2col(gy) @ W_flipped`` at stride 1, chunk by chunk, and (when ``x`` is
-    given) ``gW_flipped = im2col(gy).T @ x`` from the same columns. Returns ``(gx, gW)``."""
+    given) ``gW_flipped = im2col(gy).T @ x`` from the same columns. Returns ``(gx, gW)``. A
+    dilated kernel's flipped twin has the same gaps; its "full" padding is ``span - 1 -
+    padding``."""
     xp = backend.get_array_module(gy)
     N, H, W, C = gx.shape
     OCg, Cg, KH, KW = w_groups[0].shape
@@ -387,7 +422,8 @@ def _input_grad_flipped(gy, w_groups, gx, x, padding):
     gx2 = gx.reshape(N * H * W, C)
     w_flip = [_flipped_weight_matrix(wg) for wg in w_groups]       # (KH*KW*OCg, Cg)
     x2 = None if x is None else x.reshape(N * H * W, C)
-    full = (KH - 1 - padding[0], KW - 1 - padding[1])              # the "full" padding
+    full = (dilation[0] * (KH - 1) - padding[0],                   # the "full" padding
+            dilation[1] * (KW - 1) - padding[1])
     R = H * W                                                      # rows: input pixels
     step, n_chunks, workers = chunking(xp, N, R * KH * KW * OCg * gy.itemsize)
 
@@ -396,7 +432,7 @@ def _input_grad_flipped(gy, w_groups, gx, x, padding):
         rows = slice(n0 * R, n1 * R)
         partial = []
         for g in range(groups):
-            cols = _columns(gy, n0, n1, g, groups, (KH, KW), (1, 1), full, R)
+            cols = _columns(gy, n0, n1, g, groups, (KH, KW), (1, 1), full, R, dilation)
             in_channels = slice(g * Cg, (g + 1) * Cg)
             if groups == 1:
                 xp.matmul(cols, w_flip[0], out=gx2[rows])

@@ -38,19 +38,19 @@ def _forward_bytes(n, out_hw, kernel, stride, padding, cin_g, itemsize, chunked)
 
 
 def _input_grad_bytes(n, in_hw, out_hw, kernel, stride, padding, cin_g, cout_g, itemsize,
-                      chunked, with_weight_grad):
+                      chunked, with_weight_grad, dilation=(1, 1)):
     """Buffers of conv2d_input_grad_nhwc for the conv ``in_hw, cin -> out_hw, cout``."""
     KH, KW = kernel
     if conv.is_pointwise(kernel, stride, padding):
         return 0
     if conv.input_grad_as_convolution(kernel, stride, padding, in_hw, out_hw, cin_g, cout_g,
-                                      with_weight_grad):
+                                      with_weight_grad, dilation):
         return _buffer_bytes(n, in_hw[0] * in_hw[1] * KH * KW * cout_g * itemsize, chunked)
     return _buffer_bytes(n, out_hw[0] * out_hw[1] * KH * KW * cin_g * itemsize, chunked)
 
 
 def conv2d_column_bytes(input_shape, weight_shape, stride=1, padding=0, groups=1,
-                        dtype=np.float32, chunked=True, backward=True):
+                        dtype=np.float32, chunked=True, backward=True, dilation=1):
     """Bytes of the column buffers ``conv2d`` builds for this layer (the largest pass).
 
     ``input_shape`` (N, C, H, W), ``weight_shape`` (C_out, C_in/groups, kH, kW). With
@@ -60,6 +60,8 @@ def conv2d_column_bytes(input_shape, weight_shape, stride=1, padding=0, groups=1
     once -- for the forward pass the textbook column matrix, ``N*OH*OW x kH*kW*C_in/groups``
     numbers. ``backward=True`` includes the buffers of the backward pass (the columns of ``gy``
     at stride 1, else ``gy @ W``). 1x1 convolutions with stride 1 and no padding need none (0).
+    ``dilation`` (int or pair) spreads the kernel's taps: the output, and so the columns, shrink
+    by ``dilation*(k-1) + 1 - k`` rows and columns.
     The buffers are kept for reuse between calls and shared by all layers, so the largest
     layer's count is what stays held.
 
@@ -69,36 +71,37 @@ def conv2d_column_bytes(input_shape, weight_shape, stride=1, padding=0, groups=1
     N, C, H, W = input_shape
     OC, Cg, KH, KW = weight_shape
     stride, padding, kernel = _pair(stride), _pair(padding), (KH, KW)
-    out_hw = tuple(conv_output_size(n, k, s, p) for n, k, s, p in
-                   zip((H, W), kernel, stride, padding))
+    dilation = _pair(dilation)
+    out_hw = tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in
+                   zip((H, W), kernel, stride, padding, dilation))
     itemsize = np.dtype(dtype).itemsize
-    if conv.use_direct(np, (N, H, W, C), weight_shape, stride, groups):
+    if conv.use_direct(np, (N, H, W, C), weight_shape, stride, groups, dilation):
         # no columns forward or for gW (point 8); the input gradient, if needed, has its own
         return _input_grad_bytes(N, (H, W), out_hw, kernel, stride, padding, Cg, OC, itemsize,
                                  chunked, False) if backward else 0
     sizes = [_forward_bytes(N, out_hw, kernel, stride, padding, Cg, itemsize, chunked)]
     if backward:
         sizes.append(_input_grad_bytes(N, (H, W), out_hw, kernel, stride, padding, Cg,
-                                       OC // groups, itemsize, chunked, True))
+                                       OC // groups, itemsize, chunked, True, dilation))
     return max(sizes)
 
 
 def conv_transpose2d_column_bytes(input_shape, weight_shape, stride=1, padding=0,
                                   output_padding=0, groups=1, dtype=np.float32, chunked=True,
-                                  backward=True):
+                                  backward=True, dilation=1):
     """Bytes of the column buffers ``conv_transpose2d`` builds for this layer (see
     :func:`conv2d_column_bytes`); ``weight_shape`` is (C_in, C_out/groups, kH, kW)."""
     N, C, H, W = input_shape
     Cin, OCg, KH, KW = weight_shape
     stride, padding, output_padding = _pair(stride), _pair(padding), _pair(output_padding)
-    kernel = (KH, KW)
-    out_hw = tuple(conv_transpose_output_size(n, k, s, p, o) for n, k, s, p, o in
-                   zip((H, W), kernel, stride, padding, output_padding))
+    kernel, dilation = (KH, KW), _pair(dilation)
+    out_hw = tuple(conv_transpose_output_size(n, k, s, p, o, d) for n, k, s, p, o, d in
+                   zip((H, W), kernel, stride, padding, output_padding, dilation))
     itemsize = np.dtype(dtype).itemsize
     # it runs the conv2d that maps its output (out_hw, OCg per group) back to its input (H, W,
     # Cin/groups per group): forward = that conv's input gradient, backward = its forward
     sizes = [_input_grad_bytes(N, out_hw, (H, W), kernel, stride, padding, OCg, Cin // groups,
-                               itemsize, chunked, False)]
+                               itemsize, chunked, False, dilation)]
     if backward:
         sizes.append(_forward_bytes(N, (H, W), kernel, stride, padding, OCg, itemsize, chunked))
     return max(sizes)

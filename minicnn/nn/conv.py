@@ -10,7 +10,7 @@ from minicnn.engine.memory import conv2d_column_bytes, conv_transpose2d_column_b
 from minicnn.nn import init
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import Parameter
-from minicnn.ops.conv import conv2d, conv_transpose2d
+from minicnn.ops.conv import check_dilation, conv2d, conv_transpose2d
 from minicnn.ops.shape import as_pair as _pair
 
 
@@ -33,8 +33,7 @@ class _ConvNd(Module):
         if out_channels % groups:
             raise ValueError(f"{name}: out_channels ({out_channels}) must be divisible by "
                              f"groups ({groups})")
-        if _pair(dilation, "dilation", name) != (1, 1):
-            raise NotImplementedError(f"{name}: dilation={dilation!r} is not supported; only 1")
+        self.dilation = check_dilation(name, dilation)
         if padding_mode != "zeros":
             raise NotImplementedError(f"{name}: padding_mode={padding_mode!r} is not supported; "
                                       "only 'zeros'")
@@ -57,7 +56,6 @@ class _ConvNd(Module):
             self.padding = _pair(padding, "padding", name)
             if min(self.padding) < 0:
                 raise ValueError(f"{name}: padding must be non-negative, got {padding!r}")
-        self.dilation = (1, 1)
         self.transposed = transposed
         self.output_padding = _pair(output_padding, "output_padding", name)
         self.groups = int(groups)
@@ -94,6 +92,8 @@ class _ConvNd(Module):
              f"stride={self.stride}")
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
         if self.output_padding != (0, 0):
             s += f", output_padding={self.output_padding}"
         if self.groups != 1:
@@ -104,14 +104,16 @@ class _ConvNd(Module):
 
 
 class Conv2d(_ConvNd):
-    """2-D convolution layer: ``(N, C_in, H, W) -> (N, C_out, OH, OW)`` with
-    ``OH = floor((H + 2*padding - kH) / stride) + 1``.
+    """2-D convolution layer: ``(N, C_in, H, W) -> (N, C_out, OH, OW)`` (or one image
+    ``(C_in, H, W) -> (C_out, OH, OW)``) with
+    ``OH = floor((H + 2*padding - dilation*(kH - 1) - 1) / stride) + 1``.
 
     ``Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-    bias=True, padding_mode='zeros', device=None, dtype=None)``, as in PyTorch (``dilation`` must
-    be 1, ``padding_mode`` 'zeros'). ``padding`` may be an int, a pair, ``'same'`` or
-    ``'valid'``. Parameters: ``weight`` (C_out, C_in/groups, kH, kW) and ``bias`` (C_out,),
-    float32 unless ``dtype`` says otherwise. See :func:`minicnn.ops.conv.conv2d`.
+    bias=True, padding_mode='zeros', device=None, dtype=None)``, as in PyTorch (``padding_mode``
+    'zeros'). ``padding`` may be an int, a pair, ``'same'`` or ``'valid'``; ``dilation`` spreads
+    the kernel's taps (atrous convolution; the parameters are the same). Parameters: ``weight``
+    (C_out, C_in/groups, kH, kW) and ``bias`` (C_out,), float32 unless ``dtype`` says otherwise.
+    See :func:`minicnn.ops.conv.conv2d`.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
@@ -120,25 +122,31 @@ class Conv2d(_ConvNd):
                          False, 0, groups, bias, padding_mode, device, dtype)
 
     def forward(self, input):
-        return conv2d(input, self.weight, self.bias, self.stride, self.padding, groups=self.groups)
+        return conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                      self.groups)
 
     def column_bytes(self, input_shape, chunked=True):
         """Bytes of the largest im2col buffer this layer builds for an input of ``input_shape``
         (see :func:`minicnn.engine.memory.conv2d_column_bytes`)."""
         padding = self.padding
+        if len(input_shape) == 3:   # one image
+            input_shape = (1,) + tuple(input_shape)
         if padding == "valid":
             padding = 0
-        elif padding == "same":
-            padding = ((self.kernel_size[0] - 1) // 2, (self.kernel_size[1] - 1) // 2)
-            input_shape = tuple(input_shape[:2]) + (input_shape[2] + (self.kernel_size[0] - 1) % 2,
-                                                    input_shape[3] + (self.kernel_size[1] - 1) % 2)
+        elif padding == "same":     # the total d*(k - 1), its odd one at the end
+            total = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
+            padding = (total[0] // 2, total[1] // 2)
+            input_shape = tuple(input_shape[:2]) + (input_shape[2] + total[0] % 2,
+                                                    input_shape[3] + total[1] % 2)
         return conv2d_column_bytes(input_shape, self.weight.shape, self.stride, padding,
-                                   self.groups, self.weight.dtype, chunked)
+                                   self.groups, self.weight.dtype, chunked,
+                                   dilation=self.dilation)
 
 
 class ConvTranspose2d(_ConvNd):
     """2-D transposed convolution layer (U-Net's up-convolution): ``(N, C_in, H, W) ->
-    (N, C_out, OH, OW)`` with ``OH = (H - 1)*stride - 2*padding + kH + output_padding``.
+    (N, C_out, OH, OW)`` (or one image ``(C_in, H, W)``) with
+    ``OH = (H - 1)*stride - 2*padding + dilation*(kH - 1) + output_padding + 1``.
 
     ``ConvTranspose2d(in_channels, out_channels, kernel_size, stride=1, padding=0,
     output_padding=0, groups=1, bias=True, dilation=1, padding_mode='zeros', device=None,
@@ -158,29 +166,35 @@ class ConvTranspose2d(_ConvNd):
         if output_size is None:
             return self.output_padding
         size = tuple(int(s) for s in output_size)[-2:]
+        spatial = tuple(input_shape)[-2:]
         if len(size) != 2:
             raise ValueError(f"ConvTranspose2d: output_size must be (H, W) or (N, C, H, W), got "
                              f"{tuple(output_size)}")
         padding = []
         for axis, wanted in enumerate(size):
-            smallest = conv_transpose_output_size(input_shape[2 + axis], self.kernel_size[axis],
-                                             self.stride[axis], self.padding[axis], 0)
+            smallest = conv_transpose_output_size(spatial[axis], self.kernel_size[axis],
+                                                  self.stride[axis], self.padding[axis], 0,
+                                                  self.dilation[axis])
             if not smallest <= wanted < smallest + self.stride[axis]:
                 raise ValueError(
                     f"ConvTranspose2d: requested an output size of {size}, but valid sizes "
                     f"range from ({smallest} ...) to ({smallest + self.stride[axis] - 1} ...) "
-                    f"along axis {2 + axis} for an input of shape {tuple(input_shape)}")
+                    f"along axis {len(input_shape) - 2 + axis} for an input of shape "
+                    f"{tuple(input_shape)}")
             padding.append(wanted - smallest)
         return tuple(padding)
 
     def forward(self, input, output_size=None):
         output_padding = self._output_padding(input.shape, output_size)
         return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                output_padding, self.groups)
+                                output_padding, self.groups, self.dilation)
 
     def column_bytes(self, input_shape, chunked=True):
         """Bytes of the largest column buffer this layer builds for an input of ``input_shape``
         (see :func:`minicnn.engine.memory.conv_transpose2d_column_bytes`)."""
+        if len(input_shape) == 3:   # one image
+            input_shape = (1,) + tuple(input_shape)
         return conv_transpose2d_column_bytes(input_shape, self.weight.shape, self.stride,
                                              self.padding, self.output_padding, self.groups,
-                                             self.weight.dtype, chunked)
+                                             self.weight.dtype, chunked,
+                                             dilation=self.dilation)

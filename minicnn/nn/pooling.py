@@ -7,10 +7,11 @@ from minicnn.ops import pooling, resize
 
 
 class MaxPool2d(Module):
-    """Max pooling over (N, C, H, W): see :func:`minicnn.ops.pooling.max_pool2d`.
+    """Max pooling over (N, C, H, W) or one image (C, H, W): see
+    :func:`minicnn.ops.pooling.max_pool2d`.
 
-    ``stride`` defaults to ``kernel_size``. ``dilation`` must be 1. With ``return_indices`` the
-    layer returns ``(output, indices)``.
+    ``stride`` defaults to ``kernel_size``; ``dilation`` spreads the window's taps. With
+    ``return_indices`` the layer returns ``(output, indices)``.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
@@ -31,7 +32,8 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
-    """Average pooling over (N, C, H, W): see :func:`minicnn.ops.pooling.avg_pool2d`."""
+    """Average pooling over (N, C, H, W) or one image (C, H, W): see
+    :func:`minicnn.ops.pooling.avg_pool2d`."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
@@ -51,7 +53,8 @@ class AvgPool2d(Module):
 
 class AdaptiveAvgPool2d(Module):
     """Average pooling to a fixed ``output_size`` whatever the input size (int, pair, or pair with
-    ``None`` to keep that input size). ``AdaptiveAvgPool2d(1)`` is global average pooling."""
+    ``None`` to keep that input size), of a batch or of one image (C, H, W).
+    ``AdaptiveAvgPool2d(1)`` is global average pooling."""
 
     def __init__(self, output_size):
         super().__init__()

@@ -6,7 +6,9 @@ Shapes. A batch of images ``x`` (N, C, H, W) and ``OC`` filters ``w`` (OC, C, KH
 
     OH = floor((H + 2*padding - KH) / stride) + 1        (the same for OW)
 
-times along each axis (``kernels/geometry.py``, the one place minicnn computes it).
+times along each axis (``kernels/geometry.py``, the one place minicnn computes it). A dilated
+filter (``dilation`` d, DeepLab's atrous convolution) has its KH taps d rows apart: it spans
+``d*(KH - 1) + 1`` rows with the same KH*KW weights, and that span takes KH's place above.
 
 Forward. Copy the window under the kernel at every output position into one row of a matrix:
 im2col (``kernels/im2col.py``). A filter is then a vector of ``KH*KW*C`` weights, and the
@@ -43,8 +45,8 @@ import numpy as np
 from minicnn import backend
 from minicnn.autograd import Function, as_tensor
 from minicnn.engine import conv as engine
-from minicnn.kernels.geometry import conv_output_size, conv_transpose_output_size
-from minicnn.ops.checks import check_images
+from minicnn.kernels.geometry import conv_output_size, conv_transpose_output_size, window_span
+from minicnn.ops.checks import add_batch_axis, check_images, remove_batch_axis
 from minicnn.ops.shape import as_pair, pad
 
 
@@ -58,13 +60,15 @@ class Conv2d(Function):
     """2-D convolution (cross-correlation, as in PyTorch): ``y = im2col(x) @ W.T + b``;
     backward ``gW = gy.T @ cols``, ``gx = col2im(gy @ W)``. See :func:`conv2d`."""
 
-    def __init__(self, stride, padding, groups):
+    def __init__(self, stride, padding, groups, dilation=(1, 1)):
         self.stride, self.padding, self.groups = stride, padding, groups
+        self.dilation = dilation                 # the kernel's taps this far apart (rows, cols)
 
     def forward(self, x, w, b=None):
         self.x = to_channels_last(x)             # (N, H, W, C), kept for gW = gy.T @ im2col(x)
         self.w, self.has_bias = w, b is not None
-        y = engine.forward(self.x, w, b, self.stride, self.padding, self.groups)  # im2col, GEMM
+        y = engine.forward(self.x, w, b, self.stride, self.padding, self.groups,
+                           self.dilation)        # im2col, GEMM
         return y.transpose(0, 3, 1, 2)           # (N, OC, OH, OW): NCHW shape, NHWC memory
 
     def backward(self, gy):
@@ -73,7 +77,7 @@ class Conv2d(Function):
         # of a frozen backbone) no gx: only the products someone uses are computed
         need_x, need_w = self.needs_input_grad[:2]
         gx, gw = engine.backward(self.x, self.w, gy, self.stride, self.padding, self.groups,
-                                 need_x, need_w)  # col2im(gy @ W), gy.T @ im2col(x)
+                                 need_x, need_w, self.dilation)  # col2im(gy @ W), gy.T @ cols
         if gx is not None:
             gx = gx.transpose(0, 3, 1, 2)
         if not self.has_bias:
@@ -88,22 +92,22 @@ class ConvTranspose2d(Function):
     ``gx = im2col(gy) @ W.T``, and its weight gradient for gW, ``gW = x.T @ im2col(gy)``, both
     from the columns of ``gy``. See :func:`conv_transpose2d`."""
 
-    def __init__(self, stride, padding, output_size, groups):
+    def __init__(self, stride, padding, output_size, groups, dilation=(1, 1)):
         self.stride, self.padding, self.groups = stride, padding, groups
-        self.output_size = output_size
+        self.output_size, self.dilation = output_size, dilation
 
     def forward(self, x, w, b=None):
         self.x = to_channels_last(x)
         self.w, self.has_bias = w, b is not None
         y = engine.transpose_forward(self.x, w, b, self.output_size, self.stride, self.padding,
-                                     self.groups)
+                                     self.groups, self.dilation)
         return y.transpose(0, 3, 1, 2)
 
     def backward(self, gy):
         gy = to_channels_last(gy)
         need_x, need_w = self.needs_input_grad[:2]
         gx, gw = engine.transpose_backward(self.x, self.w, gy, self.stride, self.padding,
-                                           self.groups, need_x, need_w)
+                                           self.groups, need_x, need_w, self.dilation)
         if gx is not None:
             gx = gx.transpose(0, 3, 1, 2)
         if not self.has_bias:
@@ -113,45 +117,48 @@ class ConvTranspose2d(Function):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-D convolution (PyTorch's ``F.conv2d``): ``(N, C, H, W) -> (N, OC, OH, OW)``.
+    """2-D convolution (PyTorch's ``F.conv2d``): ``(N, C, H, W) -> (N, OC, OH, OW)``; one image
+    ``(C, H, W)`` gives ``(OC, OH, OW)``.
 
-    ``weight`` (OC, C/groups, kH, kW), ``bias`` (OC,) or None. ``stride`` and ``padding`` are ints
-    or (rows, columns) pairs; ``padding`` may also be ``'valid'`` (0) or ``'same'`` (output as
-    large as the input; stride 1 only; an even kernel gets the extra row/column at the end, as in
-    PyTorch). Zero padding. Output size along each axis::
+    ``weight`` (OC, C/groups, kH, kW), ``bias`` (OC,) or None. ``stride``, ``padding`` and
+    ``dilation`` are ints or (rows, columns) pairs; ``padding`` may also be ``'valid'`` (0) or
+    ``'same'`` (output as large as the input; stride 1 only; an odd total padding
+    ``dilation*(k - 1)`` gets its extra row/column at the end, as in PyTorch). Zero padding.
+    Output size along each axis::
 
-        OH = floor((H + 2*padding - kH) / stride) + 1
+        OH = floor((H + 2*padding - dilation*(kH - 1) - 1) / stride) + 1
 
     ``groups`` splits the channels into that many independent convolutions (AlexNet's two GPUs:
-    ``groups=2``); C and OC must both be divisible by it. ``dilation`` must be 1 (it is there so
-    that PyTorch's positional order ``stride, padding, dilation, groups`` carries over).
+    ``groups=2``); C and OC must both be divisible by it. ``dilation`` spreads the kernel's taps
+    (atrous convolution): a 3x3 kernel with dilation 2 sees a 5x5 window with the same 9 weights.
 
     Like PyTorch it computes the cross-correlation ``y[n, oc, i, j] = b[oc] + sum over c, kh, kw of
-    w[oc, c, kh, kw] * x_padded[n, c, i*sH + kh, j*sW + kw]``. The result's memory is channels-last
-    (see the module docstring); its shape is NCHW.
+    w[oc, c, kh, kw] * x_padded[n, c, i*sH + kh*dH, j*sW + kw*dW]``. The result's memory is
+    channels-last (see the module docstring); its shape is NCHW.
     """
     x, weight = as_tensor(x), as_tensor(weight)
     bias = None if bias is None else as_tensor(bias)
-    _check_dilation("conv2d", dilation)
-    stride, padding, extra = conv2d_geometry(x, weight, bias, stride, padding, groups)
-    if extra != (0, 0):  # 'same' with an even kernel: PyTorch pads the extra row/column last
+    x, unbatched = add_batch_axis("conv2d", x)
+    dilation = check_dilation("conv2d", dilation)
+    stride, padding, extra = conv2d_geometry(x, weight, bias, stride, padding, groups, dilation)
+    if extra != (0, 0):  # 'same' with an odd total padding: PyTorch pads the extra one last
         x = pad(x, (0, extra[1], 0, extra[0]))
-    fn = Conv2d(stride, padding, int(groups))
-    return fn(x, weight) if bias is None else fn(x, weight, bias)
+    fn = Conv2d(stride, padding, int(groups), dilation)
+    return remove_batch_axis(fn(x, weight) if bias is None else fn(x, weight, bias), unbatched)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """Transposed convolution (PyTorch's ``F.conv_transpose2d``): ``(N, C, H, W) ->
-    (N, OC, OH, OW)``, the U-Net up-convolution.
+    (N, OC, OH, OW)``, the U-Net up-convolution; one image ``(C, H, W)`` gives ``(OC, OH, OW)``.
 
     ``weight`` (C, OC/groups, kH, kW) -- note the order: input channels first, as in PyTorch --
     and ``bias`` (OC,) or None. Output size along each axis::
 
-        OH = (H - 1)*stride - 2*padding + kH + output_padding
+        OH = (H - 1)*stride - 2*padding + dilation*(kH - 1) + output_padding + 1
 
-    (``output_padding`` < stride adds rows/columns at the end to pick among the input sizes a
-    strided conv2d maps to the same H.) ``dilation`` must be 1.
+    (``output_padding`` < max(stride, dilation) adds rows/columns at the end to pick among the
+    input sizes a strided conv2d maps to the same H.) ``dilation`` spreads the kernel's taps.
 
     It is the adjoint of ``conv2d``: ``conv_transpose2d(gy, w)`` is the gradient with respect to
     its input of ``conv2d(x, w)`` for the upstream gradient ``gy`` (same stride, padding, groups).
@@ -162,20 +169,32 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     """
     x, weight = as_tensor(x), as_tensor(weight)
     bias = None if bias is None else as_tensor(bias)
-    _check_dilation("conv_transpose2d", dilation)
+    x, unbatched = add_batch_axis("conv_transpose2d", x)
+    dilation = check_dilation("conv_transpose2d", dilation)
     stride, padding, out = conv_transpose2d_geometry(x, weight, bias, stride, padding,
-                                                     output_padding, groups)
-    fn = ConvTranspose2d(stride, padding, out, int(groups))
-    return fn(x, weight) if bias is None else fn(x, weight, bias)
+                                                     output_padding, groups, dilation)
+    # NOTE: an output_padding of a stride or more (allowed below the dilation) makes an output
+    # whose conv2d would have output_padding // stride more rows than x: x gets that many rows
+    # of zeros at the end, so that the conv2d-adjoint below stays exact (they add nothing)
+    more = [o // s for o, s in zip(as_pair(output_padding, "output_padding", "conv_transpose2d"),
+                                   stride)]
+    if max(more) > 0:
+        x = pad(x, (0, more[1], 0, more[0]))
+    fn = ConvTranspose2d(stride, padding, out, int(groups), dilation)
+    return remove_batch_axis(fn(x, weight) if bias is None else fn(x, weight, bias), unbatched)
 
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks (everything here runs before any array work)
 # ---------------------------------------------------------------------------------------------
 
-def _check_dilation(op, dilation):
-    if dilation not in (1, (1, 1), [1, 1]):
-        raise NotImplementedError(f"{op}: dilation={dilation!r} is not supported; only 1")
+def check_dilation(op, dilation):
+    """``dilation`` as a pair of ints, each at least 1 (PyTorch's rule and wording)."""
+    dilation = as_pair(dilation, "dilation", op)
+    if min(dilation) < 1:
+        raise ValueError(f"{op}: dilation should be greater than zero, but got {dilation} (1 is "
+                         "the ordinary kernel, d > 1 puts its taps d pixels apart)")
+    return dilation
 
 
 def _check_tensors(op, x, w, b, weight_layout):
@@ -219,16 +238,17 @@ def _check_window(op, kernel, stride, padding):
         raise ValueError(f"{op}: the kernel must be at least 1x1, got {kernel[0]}x{kernel[1]}")
 
 
-def _same_padding(op, stride, kernel):
-    """``(padding, extra)`` of ``padding='same'``: PyTorch puts ``(k - 1) // 2`` before and the
-    rest after, so an even kernel gets ``extra`` rows/columns at the end."""
+def _same_padding(op, stride, kernel, dilation):
+    """``(padding, extra)`` of ``padding='same'``: PyTorch puts half of the total
+    ``d*(k - 1)`` before and the rest after, so an odd total gets ``extra`` at the end."""
     if stride != (1, 1):
         raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
                          f"(stride {stride}), as in PyTorch")
-    return tuple((k - 1) // 2 for k in kernel), tuple((k - 1) % 2 for k in kernel)
+    total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return tuple(t // 2 for t in total), tuple(t % 2 for t in total)
 
 
-def conv2d_geometry(x, w, b, stride, padding, groups):
+def conv2d_geometry(x, w, b, stride, padding, groups, dilation=(1, 1)):
     """Check conv2d's arguments; return (stride, padding, extra_pad) with pairs of ints.
 
     ``extra_pad`` is ``(bottom, right)`` padding beyond the symmetric one, only needed for
@@ -250,18 +270,21 @@ def conv2d_geometry(x, w, b, stride, padding, groups):
     stride, extra = as_pair(stride, "stride", op), (0, 0)
     if isinstance(padding, str) and padding in ("valid", "same"):
         padding, extra = ((0, 0), extra) if padding == "valid" else \
-            _same_padding(op, stride, (KH, KW))
+            _same_padding(op, stride, (KH, KW), dilation)
     elif isinstance(padding, str):
         raise ValueError(f"{op}: padding must be an int, a pair, 'same' or 'valid', got "
                          f"{padding!r}")
     padding = as_pair(padding, "padding", op)
     _check_window(op, (KH, KW), stride, padding)
-    out = [conv_output_size(n + e, k, s, p)
-           for n, e, k, s, p in zip((H, W), extra, (KH, KW), stride, padding)]
+    out = [conv_output_size(n + e, k, s, p, d)
+           for n, e, k, s, p, d in zip((H, W), extra, (KH, KW), stride, padding, dilation)]
     if min(out) < 1:
         padded = (H + 2 * padding[0] + extra[0], W + 2 * padding[1] + extra[1])
+        kernel = f"{KH}x{KW} kernel" if dilation == (1, 1) else \
+            f"{KH}x{KW} kernel with dilation {dilation} (spanning " \
+            f"{window_span(KH, dilation[0])}x{window_span(KW, dilation[1])})"
         raise ValueError(
-            f"{op}: the {KH}x{KW} kernel is larger than the padded input {padded[0]}x{padded[1]} "
+            f"{op}: the {kernel} is larger than the padded input {padded[0]}x{padded[1]} "
             f"(input {H}x{W}, padding {padding}): the convolution leaves no output. Use a "
             "smaller kernel, more padding or a larger input.")
     if b is not None and tuple(b.shape) != (OC,):
@@ -270,7 +293,8 @@ def conv2d_geometry(x, w, b, stride, padding, groups):
     return stride, padding, extra
 
 
-def conv_transpose2d_geometry(x, w, b, stride, padding, output_padding, groups):
+def conv_transpose2d_geometry(x, w, b, stride, padding, output_padding, groups,
+                              dilation=(1, 1)):
     """Check conv_transpose2d's arguments; return (stride, padding, output size) as pairs."""
     op = "conv_transpose2d"
     _check_tensors(op, x, w, b, "(C_in, C_out/groups, kH, kW)")
@@ -287,12 +311,13 @@ def conv_transpose2d_geometry(x, w, b, stride, padding, output_padding, groups):
     padding = as_pair(padding, "padding", op)
     output_padding = as_pair(output_padding, "output_padding", op)
     _check_window(op, (KH, KW), stride, padding)
-    for extra, s in zip(output_padding, stride):
-        if extra < 0 or extra >= s:
+    for extra, s, d in zip(output_padding, stride, dilation):
+        if extra < 0 or extra >= max(s, d):
             raise ValueError(f"{op}: output_padding must be non-negative and smaller than the "
-                             f"stride, got output_padding={output_padding} for stride={stride}")
-    out = tuple(conv_transpose_output_size(n, k, s, p, o) for n, k, s, p, o in
-                zip((H, W), (KH, KW), stride, padding, output_padding))
+                             f"stride or the dilation, got output_padding={output_padding} for "
+                             f"stride={stride}, dilation={dilation}")
+    out = tuple(conv_transpose_output_size(n, k, s, p, o, d) for n, k, s, p, o, d in
+                zip((H, W), (KH, KW), stride, padding, output_padding, dilation))
     if min(out) < 1:
         raise ValueError(f"{op}: padding {padding} removes more than the {H}x{W} input grows to "
                          f"(computed output size {out[0]}x{out[1]}): it leaves no output")

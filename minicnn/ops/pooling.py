@@ -2,10 +2,13 @@
 
 A pooling window slides over each channel plane like a convolution kernel, but instead of a
 weighted sum it takes the maximum (max pooling) or the mean (average pooling) of what it covers.
-The output size along one axis, as in PyTorch (``kernels/geometry.py``)::
+Every op takes a batch ``(N, C, H, W)`` or one image ``(C, H, W)`` (the result then has no batch
+axis either, as in PyTorch). The output size along one axis, as in PyTorch
+(``kernels/geometry.py``; ``span = dilation*(kernel - 1) + 1``, the kernel itself without
+dilation, which only max pooling takes)::
 
-    out = floor((size + 2*padding - kernel) / stride) + 1          (ceil_mode=False)
-    out = ceil((size + 2*padding - kernel) / stride) + 1           (ceil_mode=True),
+    out = floor((size + 2*padding - span) / stride) + 1          (ceil_mode=False)
+    out = ceil((size + 2*padding - span) / stride) + 1           (ceil_mode=True),
           minus 1 if that last window would start in the right padding
 
 NOTE: ``ceil_mode`` keeps a last, partial window that the floor would drop, but never one that
@@ -24,7 +27,7 @@ from minicnn import backend
 from minicnn.autograd import Function, Tensor
 from minicnn.kernels import pooling as kernels
 from minicnn.kernels.geometry import conv_output_size
-from minicnn.ops.checks import check_images
+from minicnn.ops.checks import add_batch_axis, check_images, remove_batch_axis
 from minicnn.ops.shape import as_pair as _pair
 
 
@@ -38,9 +41,10 @@ def pool_output_size(size, kernel, stride, padding, ceil_mode):
     return conv_output_size(size, kernel, stride, padding, ceil_mode=ceil_mode)
 
 
-def pool_geometry(op, shape, kernel_size, stride, padding, ceil_mode):
+def pool_geometry(op, shape, kernel_size, stride, padding, ceil_mode, dilation=(1, 1)):
     """Check pooling arguments against an input ``shape`` (N, C, H, W) and return
-    ``(kernel, stride, padding, output_size)`` as pairs. ``stride=None`` means the kernel size."""
+    ``(kernel, stride, padding, output_size)`` as pairs. ``stride=None`` means the kernel size;
+    ``dilation`` is a checked pair (max pooling's)."""
     kernel = _pair(kernel_size, "kernel_size", op)
     stride = kernel if stride is None or stride == () else _pair(stride, "stride", op)
     padding = _pair(padding, "padding", op)
@@ -57,14 +61,25 @@ def pool_geometry(op, shape, kernel_size, stride, padding, ceil_mode):
                              f"padding={padding} for kernel_size={kernel} (a window could then "
                              "see padding only)")
     size = tuple(shape[2:])
-    out = tuple(conv_output_size(n, k, s, p, ceil_mode=ceil_mode)
-                for n, k, s, p in zip(size, kernel, stride, padding))
+    out = tuple(conv_output_size(n, k, s, p, d, ceil_mode)
+                for n, k, s, p, d in zip(size, kernel, stride, padding, dilation))
+    dilated = "" if dilation == (1, 1) else f" and dilation {dilation}"
     if min(out) < 1:
         raise ValueError(
-            f"{op}: a {kernel[0]}x{kernel[1]} kernel with padding {padding} does not fit the "
-            f"{size[0]}x{size[1]} input (padded: {size[0] + 2 * padding[0]}x"
+            f"{op}: a {kernel[0]}x{kernel[1]} kernel with padding {padding}{dilated} does not fit "
+            f"the {size[0]}x{size[1]} input (padded: {size[0] + 2 * padding[0]}x"
             f"{size[1] + 2 * padding[1]}): it leaves no output (computed output size "
             f"{out[0]}x{out[1]}). Use a smaller kernel, more padding or a larger input.")
+    for axis, (n, k, s, p, d, o) in enumerate(zip(size, kernel, stride, padding, dilation, out)):
+        # NOTE: a dilated window can straddle a small input with every tap in the padding
+        # (PyTorch then returns -inf and an index outside the plane, which corrupts memory in
+        # its backward): refuse it
+        taps = np.arange(o)[:, None] * s - p + np.arange(k) * d
+        if not ((taps >= 0) & (taps < n)).any(axis=1).all():
+            raise ValueError(f"{op}: with kernel {kernel}, stride {stride}, padding {padding}"
+                             f"{dilated}, a window along axis {axis + 2} of the {size[0]}x"
+                             f"{size[1]} input has every tap in the padding. Use less padding "
+                             "or a smaller dilation.")
     return kernel, stride, padding, out
 
 
@@ -80,40 +95,48 @@ class MaxPool2d(Function):
     function has a kink, so gradient checks use inputs without ties.
     """
 
-    def __init__(self, kernel_size, stride, padding, output_size):
+    def __init__(self, kernel_size, stride, padding, output_size, dilation=(1, 1)):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.output_size = output_size
+        self.output_size, self.dilation = output_size, dilation
 
     def forward(self, x):
         self.input_shape = x.shape
         self.channels_last = kernels.is_channels_last(x)
         y, self.indices = kernels.max_pool2d_forward(x, self.kernel_size, self.stride,
                                                      self.padding, self.output_size,
-                                                     self.channels_last)
+                                                     self.channels_last, self.dilation)
         return y
 
     def backward(self, gy):
         return kernels.max_pool2d_backward(gy, self.indices, self.input_shape, self.kernel_size,
-                                           self.stride, self.padding, self.channels_last)
+                                           self.stride, self.padding, self.channels_last,
+                                           self.dilation)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """Max pooling: (N, C, H, W) -> (N, C, OH, OW), each output the maximum of its window.
+    """Max pooling: (N, C, H, W) -> (N, C, OH, OW) (or (C, H, W) -> (C, OH, OW)), each output
+    the maximum of its window.
 
-    ``kernel_size``, ``stride`` (default: the kernel size) and ``padding`` are ints or pairs;
-    padding counts as -inf. ``OH = floor((H + 2*padding - kernel) / stride) + 1`` (``ceil`` with
-    ``ceil_mode``, see the module docstring). With ``return_indices`` also returns the int64
-    positions ``h * W + w`` of the maxima (a tensor without gradient). ``dilation`` must be 1.
+    ``kernel_size``, ``stride`` (default: the kernel size), ``padding`` and ``dilation`` are ints
+    or pairs; padding counts as -inf. ``OH = floor((H + 2*padding - dilation*(kernel - 1) - 1)
+    / stride) + 1`` (``ceil`` with ``ceil_mode``, see the module docstring). A dilated window
+    looks at ``kernel`` taps ``dilation`` apart. With ``return_indices`` also returns the int64
+    positions ``h * W + w`` of the maxima (a tensor without gradient).
     """
+    x, unbatched = add_batch_axis("max_pool2d", x)
     check_images("max_pool2d", x)
-    if dilation not in (1, (1, 1), [1, 1]):
-        raise NotImplementedError(f"max_pool2d: dilation={dilation!r} is not supported; only 1")
-    geometry = pool_geometry("max_pool2d", x.shape, kernel_size, stride, padding, ceil_mode)
-    fn = MaxPool2d(*geometry)
-    y = fn(x)
+    dilation = _pair(dilation, "dilation", "max_pool2d")
+    if min(dilation) < 1:
+        raise ValueError(f"max_pool2d: dilation should be greater than zero, but got "
+                         f"{dilation}")
+    geometry = pool_geometry("max_pool2d", x.shape, kernel_size, stride, padding, ceil_mode,
+                             dilation)
+    fn = MaxPool2d(*geometry, dilation)
+    y = remove_batch_axis(fn(x), unbatched)
     if return_indices:
-        return y, Tensor._wrap(fn.indices.astype(np.int64), False)
+        indices = fn.indices.astype(np.int64)
+        return y, Tensor._wrap(indices[0] if unbatched else indices, False)
     return y
 
 
@@ -153,15 +176,17 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     (PyTorch's rule): ``divisor_override`` if given; else, with ``count_include_pad`` (the
     default), the window's size clipped to the padded input (only a ``ceil_mode`` window reaching
     past the right padding is smaller than ``kH*kW``); else the number of real input elements in
-    the window.
+    the window. One image ``(C, H, W)`` gives ``(C, OH, OW)``.
     """
+    x, unbatched = add_batch_axis("avg_pool2d", x)
     check_images("avg_pool2d", x)
     if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer))
                                          or divisor_override <= 0):
         raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got "
                          f"{divisor_override!r}")
     geometry = pool_geometry("avg_pool2d", x.shape, kernel_size, stride, padding, ceil_mode)
-    return AvgPool2d(*geometry, bool(count_include_pad), divisor_override)(x)
+    y = AvgPool2d(*geometry, bool(count_include_pad), divisor_override)(x)
+    return remove_batch_axis(y, unbatched)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,8 +245,10 @@ def adaptive_avg_pool2d(x, output_size):
 
     ``output_size`` is an int or a pair; a ``None`` entry keeps that input size. Output ``(i, j)``
     is the mean over rows ``floor(i*H/OH) <= h < ceil((i+1)*H/OH)`` and the columns likewise
-    (PyTorch's bins). ``adaptive_avg_pool2d(x, 1)`` is global average pooling.
+    (PyTorch's bins). ``adaptive_avg_pool2d(x, 1)`` is global average pooling. One image
+    ``(C, H, W)`` gives ``(C, OH, OW)``.
     """
+    x, unbatched = add_batch_axis("adaptive_avg_pool2d", x)
     check_images("adaptive_avg_pool2d", x)
     if isinstance(output_size, (int, np.integer)) or output_size is None:
         output_size = (output_size, output_size)
@@ -234,4 +261,4 @@ def adaptive_avg_pool2d(x, output_size):
     if min(x.shape[2:]) <= 0:
         raise ValueError(f"adaptive_avg_pool2d: the input {tuple(x.shape)} has an empty spatial "
                          "axis: it leaves no output")
-    return AdaptiveAvgPool2d(size)(x)
+    return remove_batch_axis(AdaptiveAvgPool2d(size)(x), unbatched)
