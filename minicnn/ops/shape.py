@@ -130,13 +130,15 @@ class Split(Function):
 
 
 class Pad(Function):
-    """Constant padding; ``widths`` holds one (before, after) pair per axis."""
+    """Constant padding; ``widths`` holds one (before, after) pair per axis. A negative width
+    crops instead (PyTorch's rule), so the copied block is ``x[crop]`` placed at ``y[place]``."""
 
     def __init__(self, widths, value=0.0):
         self.widths, self.value = widths, value
 
     def forward(self, x):
         xp = backend.get_array_module(x)
+        self.in_shape, self.in_axis_order = x.shape, _axis_order(x)
         shape = tuple(n + b + a for n, (b, a) in zip(x.shape, self.widths))
         # NOTE: ``xp.pad`` returns a C-ordered array whatever the input's layout; the conv engine
         # works channels-last, so a C-ordered result would make every element-wise op after it
@@ -144,11 +146,89 @@ class Pad(Function):
         # than a contiguous one. ``empty_like`` with order 'K' keeps the input's axis order.
         y = xp.empty_like(x, shape=shape)
         y.fill(self.value)
-        y[tuple(slice(b, b + n) for n, (b, _) in zip(x.shape, self.widths))] = x
+        self.place, self.crop = _place_and_crop(x.shape, self.widths)
+        y[self.place] = x[self.crop]
         return y
 
     def backward(self, gy):
-        return gy[tuple(slice(b, gy.shape[i] - a) for i, (b, a) in enumerate(self.widths))]
+        if all(b >= 0 and a >= 0 for b, a in self.widths):
+            return gy[self.place]  # nothing was cropped: a view of gy, no copy
+        gx = _zeros_in_layout(backend.get_array_module(gy), self.in_shape, self.in_axis_order,
+                              gy.dtype)
+        gx[self.crop] = gy[self.place]  # the cropped elements reached no output: gradient 0
+        return gx
+
+
+def _place_and_crop(in_shape, widths):
+    """Where the input block lands in the output (``place``) and which part of the input it is
+    (``crop``): a positive width moves it, a negative one cuts that many elements off."""
+    place = tuple(slice(max(b, 0), max(b, 0) + n + min(b, 0) + min(a, 0))
+                  for n, (b, a) in zip(in_shape, widths))
+    crop = tuple(slice(max(-b, 0), n - max(-a, 0)) for n, (b, a) in zip(in_shape, widths))
+    return place, crop
+
+
+def copy_pad_index(size, before, after, mode):
+    """For ``reflect``, ``replicate`` and ``circular`` padding of one axis of length ``size``:
+    the input index each of the ``size + before + after`` output elements copies.
+
+    ``reflect`` mirrors about the edge element (``2 1 | 0 1 2 3 | 2 1``), ``replicate`` repeats it
+    (``0 0 | 0 1 2 3 | 3 3``); a negative width crops AFTER padding (PyTorch's index rule).
+    ``circular`` wraps around (``2 3 | 0 1 2 3 | 0 1``), and PyTorch crops FIRST and then wraps
+    what is left: ``(2, -1)`` on ``0 1 2 3 4`` gives ``2 3 | 0 1 2 3``."""
+    out = np.arange(size + before + after)
+    if mode == "circular":
+        kept = size + min(before, 0) + min(after, 0)
+        return max(-before, 0) + (out - max(before, 0)) % max(kept, 1)  # (nothing left: empty)
+    position = out - before  # in the input's coordinates; outside [0, size) in the borders
+    if mode == "replicate":
+        return np.clip(position, 0, size - 1)
+    position = np.abs(position)  # reflect: mirror the left border about 0 ...
+    return np.where(position > size - 1, 2 * (size - 1) - position, position)  # ... the right
+
+
+class CopyPad(Function):
+    """``reflect``, ``replicate`` and ``circular`` padding: every output element is a copy of
+    one input element, named per padded axis by :func:`copy_pad_index`, so the forward pass is
+    one gather ``x[..., i_h[:, None], i_w[None, :]]``.
+
+    Backward: each input element receives the sum of the gradients of all its copies. Along each
+    padded axis the interior (copied straight, ``before`` elements in) is one slice; only the few
+    border positions are scatter-added, one axis after the other (the axes are independent)."""
+
+    def __init__(self, indices, widths):
+        self.indices, self.widths = indices, widths  # per padded (last) axis
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.in_shape, self.in_axis_order = x.shape, _axis_order(x)
+        lead = x.ndim - len(self.indices)
+        mesh = tuple(xp.asarray(i) for i in np.ix_(*self.indices))
+        y = xp.empty_like(x, shape=x.shape[:lead] + tuple(len(i) for i in self.indices))
+        y[...] = x[(slice(None),) * lead + mesh]  # keeps x's memory layout, as Pad does
+        return y
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        lead = gy.ndim - len(self.indices)
+        g = gy
+        for k, (index, (before, after)) in enumerate(zip(self.indices, self.widths)):
+            axis = lead + k
+            at = (slice(None),) * axis
+            shape = g.shape[:axis] + (self.in_shape[axis],) + g.shape[axis + 1:]
+            folded = _zeros_in_layout(xp, shape, self.in_axis_order, gy.dtype)
+            first = min(max(before, 0), len(index))                # the interior: outputs
+            last = max(first, len(index) - max(after, 0))         # [first, last), straight copies
+            if last > first:
+                source = int(index[first])
+                folded[at + (slice(source, source + last - first),)] = \
+                    g[at + (slice(first, last),)]
+            border = np.r_[0:first, last:len(index)]
+            if border.size:
+                backend.scatter_add(xp, folded, at + (xp.asarray(index[border]),),
+                                    g[at + (xp.asarray(border),)])
+            g = folded
+        return g
 
 
 # ---- functions ------------------------------------------------------------------------------
@@ -327,19 +407,70 @@ def split(x, split_size_or_sections, dim=None, *, axis=None):
     return out if isinstance(out, tuple) else (out,)
 
 
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
 def pad(x, pad, mode="constant", value=0.0):
     """``F.pad`` with PyTorch's convention: ``pad`` lists (before, after) pairs starting from the
-    LAST axis: ``(left, right)`` pads width, ``(left, right, top, bottom)`` width and height."""
+    LAST axis: ``(left, right)`` pads width, ``(left, right, top, bottom)`` width and height. A
+    negative width crops.
+
+    ``mode``: ``'constant'`` fills with ``value`` (any axes); ``'reflect'`` mirrors about the edge
+    element (each width below the axis length), ``'replicate'`` repeats the edge element,
+    ``'circular'`` wraps around (each width at most the axis length). These three pad the last
+    1, 2 or 3 axes of an input with one or two more axes ((C, W) or (N, C, W) for 1 axis, ...).
+    """
     x = as_tensor(x)
-    if mode != "constant":
-        raise NotImplementedError(f"pad: mode {mode!r} is not supported, only 'constant'")
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: unknown mode {mode!r}; choose one of "
+                         f"{', '.join(repr(m) for m in PAD_MODES)}")
+    if not isinstance(pad, (tuple, list)) or not all(
+            isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in pad):
+        raise TypeError(f"pad: pad must be a tuple of ints, got {pad!r}")
     pad = [int(p) for p in pad]
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: expected an even number of widths, at most 2 per axis of a "
                          f"{x.ndim}-axis tensor, got {tuple(pad)}")
-    if any(p < 0 for p in pad):
-        raise ValueError(f"pad: widths must be non-negative, got {tuple(pad)}")
     widths = [(0, 0)] * x.ndim
     for k in range(len(pad) // 2):
         widths[x.ndim - 1 - k] = (pad[2 * k], pad[2 * k + 1])
-    return Pad(tuple(widths), value)(x)
+    for n, (b, a) in zip(x.shape, widths):
+        if n + b + a < 0 or (mode == "constant" and min(n + b, n + a) < 0):
+            raise ValueError(f"pad: widths {tuple(pad)} crop more than the {n} elements of an "
+                             f"axis of the input of shape {tuple(x.shape)}")
+    if mode == "constant":
+        return Pad(tuple(widths), value)(x)
+    if value:
+        raise ValueError(f"pad: mode {mode!r} copies input elements and takes no value "
+                         f"(got value={value!r}); value is for mode 'constant'")
+    axes = len(pad) // 2
+    return CopyPad(*_copy_pad_indices(x.shape, widths[x.ndim - axes:], mode))(x)
+
+
+def _copy_pad_indices(shape, widths, mode):
+    """PyTorch's checks for the copying modes, then the index map of each padded axis."""
+    axes, ndim = len(widths), len(shape)
+    if axes > 3 or ndim not in (axes + 1, axes + 2):
+        raise ValueError(f"pad: mode {mode!r} pads the last 1, 2 or 3 axes of an input with 1 or "
+                         f"2 more (batch, channel) axes: {2 * axes} widths need a {axes + 1}-D or "
+                         f"{axes + 2}-D input, got shape {tuple(shape)}")
+    sizes = shape[ndim - axes:]
+    if mode != "circular" and 0 in shape[1 if ndim == axes + 2 else 0:]:
+        raise ValueError(f"pad: mode {mode!r} needs a non-empty input (only the batch axis may be "
+                         f"0), got shape {tuple(shape)}")
+    # NOTE: PyTorch lets reflect/replicate crop one padded axis to nothing, not all of them
+    if mode != "circular" and all(n + b + a < 1 for n, (b, a) in zip(sizes, widths)):
+        raise ValueError(f"pad: widths {tuple(w for p in reversed(widths) for w in p)} leave "
+                         f"nothing of the padded axes of the input of shape {tuple(shape)}")
+    for n, (b, a) in zip(sizes, widths):
+        kept = n + min(b, 0) + min(a, 0)
+        if mode == "reflect" and max(b, a) >= n:
+            raise ValueError(f"pad: reflect padding must be smaller than the axis it pads: "
+                             f"widths ({b}, {a}) on an axis of {n} in shape {tuple(shape)}")
+        if mode == "circular" and max(b, a) > max(kept, 0):
+            # (PyTorch checks only ``width <= n`` and then reads memory it never wrote)
+            raise ValueError(f"pad: circular padding ({b}, {a}) wraps around more than once: "
+                             f"at most {max(kept, 0)} for an axis of {n}"
+                             + (" after cropping" if kept < n else ""))
+    indices = tuple(copy_pad_index(n, b, a, mode) for n, (b, a) in zip(sizes, widths))
+    return indices, tuple(widths)
