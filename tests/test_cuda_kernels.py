@@ -300,6 +300,113 @@ def test_cuda_kernels_equal_the_reference_on_drawn_geometries(harness, n, h, w, 
         gxa, pool_kernels.avg_pool2d_backward_reference(gy, xn.shape, k, s, p, div))
 
 
+# ---- dilation: the kernels' taps dH rows and dW columns apart ------------------------------------
+
+DILATED_CONV_GEOMETRIES = [  # (N, H, W, C), kernel, stride, padding, dilation
+    ((2, 7, 8, 3), (3, 3), (1, 1), (2, 2), (2, 2)),     # "same" atrous conv
+    ((1, 9, 7, 2), (2, 3), (2, 1), (1, 0), (3, 2)),     # strided, non-square
+    ((2, 6, 6, 1), (3, 2), (1, 2), (0, 3), (1, 4)),     # dilation along one axis only
+    ((1, 5, 5, 4), (3, 3), (1, 1), (4, 4), (4, 4)),     # taps that land mostly in the padding
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation", DILATED_CONV_GEOMETRIES)
+def test_dilated_im2col_and_col2im_kernels_equal_the_reference(harness, rng, shape, kernel,
+                                                               stride, padding, dilation, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    expected = im2col_kernels.im2col_reference(x, kernel, stride, padding, dilation)
+    gcols = rng.standard_normal(expected.shape).astype(dtype)
+    expected_gx = im2col_kernels.col2im_reference(gcols, shape, kernel, stride, padding,
+                                                  dilation)
+    for reverse in (False, True):
+        with host_harness.emulate(harness, reverse=reverse):
+            cols = im2col_kernels.im2col_cuda(x, kernel, stride, padding, dilation,
+                                              out=np.full(expected.shape, np.nan, dtype))
+            gx = im2col_kernels.col2im_cuda(gcols, shape, kernel, stride, padding, dilation)
+        np.testing.assert_array_equal(cols, expected)
+        np.testing.assert_array_equal(gx, expected_gx)
+
+
+DILATED_POOL_GEOMETRIES = [  # (N, C, H, W), kernel, stride, padding, dilation, ceil_mode
+    ((2, 3, 9, 8), 3, 1, 1, 2, False),
+    ((1, 2, 10, 9), (3, 2), (2, 3), (1, 1), (2, 3), True),
+    ((2, 1, 7, 7), 2, 1, 0, 3, False),
+    ((1, 2, 8, 8), 3, 3, 1, (1, 2), True),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation, ceil_mode",
+                         DILATED_POOL_GEOMETRIES)
+def test_dilated_max_pool_kernels_equal_the_reference(harness, rng, shape, kernel, stride,
+                                                      padding, dilation, ceil_mode, dtype,
+                                                      channels_last):
+    x = rng.integers(-3, 3, size=shape).astype(dtype)   # ties: the first maximum must win
+    x.reshape(-1)[5] = np.nan
+    x = _layout(x, channels_last)
+    d = (dilation, dilation) if isinstance(dilation, int) else dilation
+    k, s, p, out = pool_geometry("max_pool2d", shape, kernel, stride, padding, ceil_mode, d)
+    y_ref, idx_ref = pool_kernels.max_pool2d_forward_reference(x, k, s, p, out, d)
+    gy = _layout(rng.standard_normal(y_ref.shape).astype(dtype), channels_last)
+    gx_ref = pool_kernels.max_pool2d_backward_reference(gy, idx_ref, shape, k, s, p, d)
+    for reverse in (False, True):
+        with host_harness.emulate(harness, reverse=reverse):
+            y, idx = pool_kernels.max_pool2d_forward_cuda(x, k, s, p, out, channels_last, d)
+            gx = pool_kernels.max_pool2d_backward_cuda(gy, idx, shape, k, s, p, channels_last, d)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(idx, idx_ref)
+        np.testing.assert_array_equal(gx, gx_ref)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 2), h=st.integers(1, 10), w=st.integers(1, 10), c=st.integers(1, 4),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 4), pw=st.integers(0, 4), dh=st.integers(1, 4), dw=st.integers(1, 4),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2 ** 16))
+def test_dilated_cuda_kernels_equal_the_reference_on_drawn_geometries(harness, n, h, w, c, kh,
+                                                                      kw, sh, sw, ph, pw, dh,
+                                                                      dw, dtype, seed):
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    assume(oh >= 1 and ow >= 1)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    k, s, p, d = (kh, kw), (sh, sw), (ph, pw), (dh, dw)
+    g = rng.standard_normal((n * oh * ow, kh * kw * c)).astype(dtype)
+    with host_harness.emulate(harness):
+        cols = im2col_kernels.im2col_cuda(x, k, s, p, d)
+        gx = im2col_kernels.col2im_cuda(g, x.shape, k, s, p, d)
+    np.testing.assert_array_equal(cols, im2col_kernels.im2col_reference(x, k, s, p, d))
+    np.testing.assert_array_equal(gx, im2col_kernels.col2im_reference(g, x.shape, k, s, p, d))
+    xn = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    try:
+        k, s, p, out = pool_geometry("max_pool2d", xn.shape, k, s, p, False, d)
+    except ValueError:   # padding beyond half the kernel, or a window with no real tap
+        return
+    gy = rng.standard_normal((n, c) + out).astype(dtype)
+    y_ref, idx_ref = pool_kernels.max_pool2d_forward_reference(xn, k, s, p, out, d)
+    with host_harness.emulate(harness):
+        y, idx = pool_kernels.max_pool2d_forward_cuda(xn, k, s, p, out, False, d)
+        gxm = pool_kernels.max_pool2d_backward_cuda(gy, idx, xn.shape, k, s, p, False, d)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    np.testing.assert_array_equal(
+        gxm, pool_kernels.max_pool2d_backward_reference(gy, idx_ref, xn.shape, k, s, p, d))
+
+
+def test_plan_refuses_a_dilation_for_a_kernel_without_one():
+    x, y = np.zeros((1, 4, 4, 1), np.float32), np.zeros((1, 2, 2, 1), np.float32)
+    div = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError, match="avg_pool2d_forward_nhwc: the kernel takes no dilation"):
+        cuda_kernels.plan("avg_pool2d_forward_nhwc", x.shape, (2, 2), (2, 2), (2, 2), (0, 0),
+                          dilation=(2, 2), x=x, divisors=div, y=y)
+    p = cuda_kernels.plan("im2col_nhwc", x.shape, (2, 2), (2, 2), (1, 1), (0, 0),
+                          dilation=(2, 2), x=x, cols=np.zeros((4, 4), np.float32))
+    assert (p.named["dH"], p.named["dW"]) == (2, 2)
+
+
 def test_the_harness_catches_an_out_of_bounds_read(harness, tmp_path):
     # a launch whose scalars promise a larger image than the array holds must abort (ASan), not
     # quietly read garbage: the harness really checks memory accesses
@@ -422,6 +529,15 @@ OP_CASES = {
         x, 2, 2, ceil_mode=True), [(2, 3, 5, 7)]),
     "avg_pool2d count_include_pad=False": (lambda x: minicnn.nn.functional.avg_pool2d(
         x, 3, 2, 1, count_include_pad=False), [(2, 3, 7, 6)]),
+    "conv2d dilation 2 (flipped-kernel gx)": (lambda x, w: minicnn.nn.functional.conv2d(
+        x, w, padding=2, dilation=2), [(2, 3, 7, 6), (4, 3, 3, 3)]),
+    "conv2d dilation (2, 3) stride 2 (col2im gx)": (lambda x, w: minicnn.nn.functional.conv2d(
+        x, w, stride=2, padding=1, dilation=(2, 3)), [(2, 4, 9, 9), (5, 4, 3, 3)]),
+    "conv_transpose2d dilation 2": (lambda x, w: minicnn.nn.functional.conv_transpose2d(
+        x, w, stride=2, padding=1, output_padding=1, dilation=2), [(2, 3, 4, 4), (3, 2, 3, 3)]),
+    "conv -> dilated max_pool2d (channels-last)": (lambda x, w: minicnn.nn.functional.max_pool2d(
+        minicnn.nn.functional.conv2d(x, w, padding=1), 3, 1, 1, dilation=2),
+        [(2, 3, 8, 8), (4, 3, 3, 3)]),
 }
 
 

@@ -47,15 +47,15 @@ def test_columns_interleave_the_channels_of_a_pixel():
     np.testing.assert_array_equal(cols, x.reshape(1, 8))
 
 
-def _definition_im2col(x, kernel, stride, padding):
+def _definition_im2col(x, kernel, stride, padding, dilation=(1, 1)):
     """Straight from the header's formula, one number at a time."""
     N, H, W, C = x.shape
-    (KH, KW), (sH, sW), (pH, pW) = kernel, stride, padding
-    OH, OW = conv_output_size(H, KH, sH, pH), conv_output_size(W, KW, sW, pW)
+    (KH, KW), (sH, sW), (pH, pW), (dH, dW) = kernel, stride, padding, dilation
+    OH, OW = conv_output_size(H, KH, sH, pH, dH), conv_output_size(W, KW, sW, pW, dW)
     cols = np.zeros((N * OH * OW, KH * KW * C), dtype=x.dtype)
     for n, oh, ow, kh, kw, c in itertools.product(range(N), range(OH), range(OW), range(KH),
                                                   range(KW), range(C)):
-        y, xx = oh * sH - pH + kh, ow * sW - pW + kw
+        y, xx = oh * sH - pH + kh * dH, ow * sW - pW + kw * dW
         if 0 <= y < H and 0 <= xx < W:
             cols[(n * OH + oh) * OW + ow, (kh * KW + kw) * C + c] = x[n, y, xx, c]
     return cols
@@ -84,6 +84,54 @@ def test_numba_twins_equal_the_reference(config, dtype):
     # the twins sum the same numbers in a different order
     np.testing.assert_allclose(gx, K.col2im_reference(g, x.shape, kernel, stride, padding),
                                rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+# (H, W, C, kernel, stride, padding, dilation): atrous "same" convs, dilation along one axis,
+# strided and dilated, taps that reach far into the padding, a dilated 1x1 (no gaps to leave)
+DILATED_CONFIGS = [
+    (7, 7, 3, (3, 3), (1, 1), (2, 2), (2, 2)),
+    (9, 8, 2, (3, 3), (1, 1), (4, 4), (4, 4)),
+    (6, 9, 4, (2, 3), (2, 1), (1, 0), (3, 2)),
+    (8, 5, 1, (3, 2), (1, 2), (0, 3), (1, 4)),
+    (5, 5, 2, (3, 3), (2, 2), (4, 4), (3, 3)),
+    (4, 6, 3, (1, 1), (1, 1), (0, 0), (5, 5)),
+    (7, 7, 16, (3, 3), (1, 1), (3, 3), (3, 3)),
+]
+
+
+@pytest.mark.parametrize("config", DILATED_CONFIGS, ids=str)
+def test_dilated_reference_follows_the_index_mapping(config):
+    H, W, C, kernel, stride, padding, dilation = config
+    x = np.random.default_rng(0).standard_normal((2, H, W, C))
+    np.testing.assert_array_equal(K.im2col_reference(x, kernel, stride, padding, dilation),
+                                  _definition_im2col(x, kernel, stride, padding, dilation))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("config", DILATED_CONFIGS, ids=str)
+def test_dilated_numba_twins_equal_the_reference(config, dtype):
+    H, W, C, kernel, stride, padding, dilation = config
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, H, W, C)).astype(dtype)
+    args = (kernel, stride, padding, dilation)
+    cols = K.im2col_numba(x, *args)
+    np.testing.assert_array_equal(cols, K.im2col_reference(x, *args))
+    g = rng.standard_normal(cols.shape).astype(dtype)
+    gx = K.col2im_numba(g, x.shape, *args)
+    np.testing.assert_allclose(gx, K.col2im_reference(g, x.shape, *args),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    # the adjoint, dilated too
+    assert np.isclose(np.vdot(cols.astype(np.float64), g), np.vdot(x.astype(np.float64), gx),
+                      rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_a_dilated_3x3_column_holds_the_taps_two_pixels_apart():
+    x = np.arange(25, dtype=np.float64).reshape(1, 5, 5, 1)
+    cols = K.im2col_reference(x, (3, 3), (1, 1), (0, 0), (2, 2))    # one 5x5 window
+    np.testing.assert_array_equal(cols, [[0, 2, 4, 10, 12, 14, 20, 22, 24]])
+    # col2im of ones (padding 2 keeps 5x5 outputs): each pixel counts the windows it is a tap of
+    counts = K.col2im_numba(np.ones((25, 9)), (1, 5, 5, 1), (3, 3), (1, 1), (2, 2), (2, 2))
+    np.testing.assert_array_equal(counts[0, :, :, 0], np.outer([2, 2, 3, 2, 2], [2, 2, 3, 2, 2]))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
@@ -143,3 +191,23 @@ def test_numba_im2col_accepts_a_non_contiguous_image():
     x = np.random.default_rng(4).standard_normal((2, 6, 6, 8))[..., 2:5]   # a channel slice
     np.testing.assert_array_equal(K.im2col_numba(x, (3, 3), (2, 1), (1, 0)),
                                   K.im2col_reference(x, (3, 3), (2, 1), (1, 0)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 2), h=st.integers(1, 10), w=st.integers(1, 10), c=st.integers(1, 4),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 4), pw=st.integers(0, 4), dh=st.integers(1, 4), dw=st.integers(1, 4),
+       seed=st.integers(0, 2 ** 16))
+def test_dilated_numba_twins_equal_the_reference_on_drawn_configurations(n, h, w, c, kh, kw, sh,
+                                                                         sw, ph, pw, dh, dw,
+                                                                         seed):
+    if h + 2 * ph < dh * (kh - 1) + 1 or w + 2 * pw < dw * (kw - 1) + 1:
+        return  # no output: the op refuses such a configuration before any kernel runs
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c))
+    args = ((kh, kw), (sh, sw), (ph, pw), (dh, dw))
+    cols = K.im2col_numba(x, *args)
+    np.testing.assert_array_equal(cols, K.im2col_reference(x, *args))
+    g = rng.standard_normal(cols.shape)
+    np.testing.assert_allclose(K.col2im_numba(g, x.shape, *args),
+                               K.col2im_reference(g, x.shape, *args), rtol=1e-12, atol=1e-12)

@@ -2,11 +2,11 @@
 memory layouts, in float32 and float64, over hypothesis-drawn shapes and window settings."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minicnn.kernels import pooling as K
-from minicnn.ops.pooling import pool_output_size
+from minicnn.ops.pooling import pool_geometry, pool_output_size
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -80,6 +80,58 @@ def test_all_minus_infinity_windows_point_at_their_first_real_element():
         y, i = fwd(x, (3, 3), (2, 2), (1, 1), (2, 2))
         assert np.isneginf(y).all()
         np.testing.assert_array_equal(i[0, 0], [[0, 1], [3, 4]])
+
+
+@st.composite
+def dilated_geometries(draw):
+    """(shape, kernel, stride, padding, dilation, output_size) of a dilated max pooling that
+    the op accepts (pool_geometry: padding at most half the kernel, every window with a real
+    tap)."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    dilation = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    size = (draw(st.integers(1, 12)), draw(st.integers(1, 12)))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4))) + size
+    try:
+        k, s, p, out = pool_geometry("max_pool2d", shape, kernel, stride, padding,
+                                     draw(st.booleans()), dilation)
+    except ValueError:
+        assume(False)
+    return shape, k, s, p, dilation, out
+
+
+@SETTINGS
+@given(dilated_geometries(), st.booleans(), st.sampled_from([np.float32, np.float64]),
+       st.booleans())
+def test_dilated_max_pool_numba_equals_reference(geometry, channels_last, dtype, with_ties):
+    shape, kernel, stride, padding, dilation, out = geometry
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 3, shape) if with_ties else rng.standard_normal(shape)
+    x = _layout(x.astype(dtype), channels_last)
+    y_ref, i_ref = K.max_pool2d_forward_reference(x, kernel, stride, padding, out, dilation)
+    y, i = K.max_pool2d_forward(x, kernel, stride, padding, out, channels_last, dilation)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(i, i_ref)
+    gy = _layout(rng.standard_normal(y.shape).astype(dtype), channels_last)
+    gx_ref = K.max_pool2d_backward_reference(gy, i_ref, shape, kernel, stride, padding, dilation)
+    gx = K.max_pool2d_backward(gy, i, shape, kernel, stride, padding, channels_last, dilation)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-6, atol=1e-6)
+
+
+def test_a_dilated_window_looks_only_at_its_taps():
+    # a 2x2 window with dilation 2 over a 3x3 plane sees its four corners, never the centre
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    x[0, 0, 1, 1] = 9.0
+    x[0, 0, 2, 0] = 1.0
+    for fwd in (K.max_pool2d_forward_reference,
+                lambda *a: K.max_pool2d_forward(*a[:5], False, a[5])):
+        y, i = fwd(x, (2, 2), (1, 1), (0, 0), (1, 1), (2, 2))
+        assert y[0, 0, 0, 0] == 1.0 and i[0, 0, 0, 0] == 6
+    # all -inf: the index is the first tap that is not padding, 2 rows/columns into the image
+    x = np.full((1, 1, 5, 5), -np.inf, np.float32)
+    y, i = K.max_pool2d_forward_reference(x, (2, 2), (1, 1), (1, 1), (3, 3), (3, 3))
+    assert i[0, 0, 0, 0] == 2 * 5 + 2 and i[0, 0, 1, 1] == 0
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
