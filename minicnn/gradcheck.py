@@ -60,10 +60,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_elementwise=64, n_
             raise GradcheckError(
                 f"gradcheck: input {i} (shape {tuple(x.shape)}) received no gradient at all: "
                 "it does not reach the output, or a backward returned None for it")
-        if x.size <= max_elementwise:
+        if x.numel() <= max_elementwise:
             directions = ((f"element {tuple(int(k) for k in np.unravel_index(j, x.shape))}",
                            _unit(xp, x.shape, j))
-                          for j in range(x.size))
+                          for j in range(x.numel()))
         else:
             directions = ((f"random direction {k} of {n_directions}",
                            xp.asarray(rng.standard_normal(x.shape)))

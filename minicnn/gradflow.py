@@ -405,13 +405,13 @@ def _float64_tensor(x):
 
 def numerical_jacobian(fn, x, eps=1e-6):
     """d fn(x) / dx by central differences in float64, one input element at a time (the
-    element-wise steps of :func:`minicnn.gradcheck`): an array (fn(x).size, x.size) whose column
+    element-wise steps of :func:`minicnn.gradcheck`): an array (fn(x).numel(), x.numel()) whose column
     j is (fn(x + eps e_j) - fn(x - eps e_j)) / (2 eps)."""
     x = _float64_tensor(x)
     xp = x.xp
     with no_grad():
         columns = []
-        for e_j in xp.eye(x.size):  # the unit vectors, flat
+        for e_j in xp.eye(x.numel()):  # the unit vectors, flat
             step = eps * e_j.reshape(x.shape)
             plus, minus = fn(Tensor(x.data + step)).data, fn(Tensor(x.data - step)).data
             columns.append(((plus - minus) / (2 * eps)).ravel())
@@ -422,7 +422,7 @@ def backward_jacobian(fn, x):
     """The same Jacobian from ``backward``: row k is the gradient of output element k."""
     x = _float64_tensor(x).requires_grad_()
     rows = []
-    for e_k in x.xp.eye(fn(x).size):  # the unit vectors of the output, flat
+    for e_k in x.xp.eye(fn(x).numel()):  # the unit vectors of the output, flat
         x.grad = None
         y = fn(x)
         y.backward(e_k.reshape(y.shape))

@@ -298,14 +298,14 @@ def report(model):
                     continue
                 seen.add(id(p))
                 if p.requires_grad:
-                    trainable += p.size
+                    trainable += p.numel()
                 else:
-                    frozen += p.size
+                    frozen += p.numel()
         rows.append((stage, trainable, frozen))
     rest = [p for p in model.parameters() if id(p) not in seen]
     if rest:
-        rows.append(("other", sum(p.size for p in rest if p.requires_grad),
-                     sum(p.size for p in rest if not p.requires_grad)))
+        rows.append(("other", sum(p.numel() for p in rest if p.requires_grad),
+                     sum(p.numel() for p in rest if not p.requires_grad)))
     return TransferReport(rows)
 
 

@@ -48,7 +48,7 @@ def test_pretrained_weights_load_and_classify_real_images(name):
     stored = np.load(os.path.join(pretrained.WEIGHTS_DIR, entry["file"]))
     for key, value in model.state_dict().items():
         assert np.array_equal(value, stored[key]), key
-    assert sum(p.size for p in model.parameters()) == entry["parameters"]
+    assert sum(p.numel() for p in model.parameters()) == entry["parameters"]
     x, y = _bundled_test_set()
     with mc.no_grad():
         predictions = np.concatenate([model(mc.Tensor(x[i:i + 250])).data.argmax(axis=1)
@@ -78,7 +78,7 @@ def test_other_arguments_are_refused_with_the_call_that_fits():
 def test_pretrained_model_builds_each_entry():
     for name in ENTRIES:
         model = pretrained.pretrained_model(name)
-        assert sum(p.size for p in model.parameters()) == ENTRIES[name]["parameters"]
+        assert sum(p.numel() for p in model.parameters()) == ENTRIES[name]["parameters"]
     assert "lenet5(" in pretrained.describe() and "%" in pretrained.describe()
     assert pretrained.available() == sorted(ENTRIES)
 

@@ -276,7 +276,7 @@ def test_report_counts_trainable_and_frozen_per_stage():
     transfer.unfreeze(model, "layer3", "head")
     rep = transfer.report(model)
     rows = {stage: (t, f) for stage, t, f in rep.rows}
-    size = lambda m: sum(p.size for p in m.parameters())   # noqa: E731
+    size = lambda m: sum(p.numel() for p in m.parameters())   # noqa: E731
     assert rows["layer3"] == (size(model.layer3), 0)
     assert rows["layer1"] == (0, size(model.layer1))
     assert rows["head"] == (650, 0)

@@ -77,7 +77,7 @@ def train_one(name, runs, weights_dir=WEIGHTS):
         "file": target.name,
         "sha256": sha256_of(target),
         "bytes": target.stat().st_size,
-        "parameters": int(sum(p.size for p in model.parameters())),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
         "dataset": "Fashion-MNIST, full: 60,000 training / 10,000 test images",
         "normalize": {"mean": [0.2860], "std": [0.3530]},
         "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
