@@ -38,35 +38,43 @@ def as_acb(x):
     channels-last (``B == 1``, channels innermost). No copy for C-contiguous NCHW-type arrays,
     channels-last ones (NHWC memory) and (N, C) batches; any other layout is copied to NCHW."""
     xp = backend.get_array_module(x)
-    n, c = x.shape[:2]
+    n, c, rest = _sizes(x.shape)
     if x.ndim == 2:
         return xp.ascontiguousarray(x).reshape(n, c, 1), True
     if not x.flags.c_contiguous:
         last = x.transpose(0, *range(2, x.ndim), 1)  # the channel axis moved to the end
         if last.flags.c_contiguous:
-            return last.reshape(-1, c, 1), True
-    return xp.ascontiguousarray(x).reshape(n, c, -1), False
+            return last.reshape(n * rest, c, 1), True
+    return xp.ascontiguousarray(x).reshape(n, c, rest), False
+
+
+def _sizes(shape):
+    """``(N, C, the product of the other axes)`` of an (N, C, ...) shape.
+
+    NOTE: written out, never ``reshape(n, c, -1)``: with an empty batch (N = 0) the -1 could be
+    any size, and NumPy refuses it."""
+    return shape[0], shape[1], int(np.prod(shape[2:], dtype=np.int64))
 
 
 def like_acb(a, channels_last):
     """``a`` (shaped like the input) as the ``(A, C, B)`` array of the layout :func:`as_acb`
     chose for the input (copying only when ``a`` is laid out differently)."""
     xp = backend.get_array_module(a)
-    n, c = a.shape[:2]
+    n, c, rest = _sizes(a.shape)
     if channels_last:
-        return xp.ascontiguousarray(a.transpose(0, *range(2, a.ndim), 1)).reshape(-1, c, 1)
-    return xp.ascontiguousarray(a).reshape(n, c, -1)
+        return xp.ascontiguousarray(a.transpose(0, *range(2, a.ndim), 1)).reshape(n * rest, c, 1)
+    return xp.ascontiguousarray(a).reshape(n, c, rest)
 
 
 def empty_acb(shape, dtype, channels_last, xp=np):
     """An uninitialised array of ``shape`` (N, C, ...) in the given layout, returned both as
     ``(A, C, B)`` (for the kernels) and as the ``shape``-shaped view of the same memory."""
-    n, c, ndim = shape[0], shape[1], len(shape)
+    (n, c, rest), ndim = _sizes(shape), len(shape)
     if channels_last:
         out = xp.empty((n, *shape[2:], c), dtype=dtype)
-        return out.reshape(-1, c, 1), out.transpose(0, ndim - 1, *range(1, ndim - 1))
+        return out.reshape(n * rest, c, 1), out.transpose(0, ndim - 1, *range(1, ndim - 1))
     out = xp.empty(shape, dtype=dtype)
-    return out.reshape(n, c, -1), out
+    return out.reshape(n, c, rest), out
 
 
 #: row chunks of the row-wise kernels: a fixed number (not one per thread), so the partial sums,

@@ -111,10 +111,6 @@ def _layer_types():
 
 
 LAYERS = _layer_types()
-# NOTE: batch norm with N = 0 fails inside minicnn/ops/normalization.py and
-# kernels/normalization.py (files of the conv/pool/normalization redesign): PyTorch returns an
-# empty batch in both modes. Marked here until they take it.
-NOT_YET = {"BatchNorm2d", "BatchNorm1d"}
 
 
 def _empty_input_for(layer):
@@ -125,9 +121,7 @@ def _empty_input_for(layer):
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="batch norm refuses N = 0 (ops/normalization.py, kernels/normalization."
-    "py: not this file's)")) if n in NOT_YET else n for n in sorted(LAYERS)])
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_an_empty_batch_passes_every_layer_type(name, training):
     layer = LAYERS[name].train(training)
     x = mc.Tensor(_empty_input_for(layer), requires_grad=True)
@@ -137,10 +131,7 @@ def test_an_empty_batch_passes_every_layer_type(name, training):
     assert x.grad.shape == x.shape
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="they hold batch norm, which refuses N = 0 (not this file's)"))
-    if any(type(m).__name__ in NOT_YET for m in mc.models.get_model(n).modules()) else n
-    for n in SMALL_NETS])
+@pytest.mark.parametrize("name", SMALL_NETS)
 def test_an_empty_batch_passes_the_small_nets(name):
     model = mc.models.get_model(name).eval()
     out = model(mc.Tensor(np.zeros((0,) + MODELS[name][1], np.float32)))

@@ -61,6 +61,16 @@ for shape in [(4, 3, 3, 2), (6, 4), (3, 2, 5)]:
         inputs(normal(*shape), positive(c), normal(c)), (normalization.BatchNorm,),
         _torch(lambda x, w, b: TF.batch_norm(x, None, None, w, b, True)),
         fwd_tol=(1e-4, 1e-5)))
+for shape in [(0, 3, 2, 2), (0, 4)]:  # an empty batch: an empty output, zero gamma/beta grads
+    c = shape[1]
+    CASES.append(OpCase(
+        f"batch_norm train, empty batch {shape}",
+        lambda x, w, b: batch_norm(x, np.zeros(x.shape[1]), np.ones(x.shape[1]), w, b, True),
+        lambda x, w, b: x.copy(),  # nothing to normalise
+        inputs(normal(*shape), positive(c), normal(c)), (normalization.BatchNorm,),
+        _torch(lambda x, w, b: TF.batch_norm(x, torch.zeros(x.shape[1], dtype=x.dtype),
+                                             torch.ones(x.shape[1], dtype=x.dtype), w, b,
+                                             True))))
 CASES.append(OpCase(
     "batch_norm train, no affine (5, 2, 2, 2)",
     lambda x: batch_norm(x, None, None, training=True), lambda x: bn_ref(x),
@@ -99,7 +109,8 @@ def _channels_last(x):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([(8, 5), (4, 3, 6), (3, 4, 5, 6), (2, 1, 3, 3), (5, 7, 1, 1)]),
+@given(st.sampled_from([(8, 5), (4, 3, 6), (3, 4, 5, 6), (2, 1, 3, 3), (5, 7, 1, 1),
+                        (0, 3, 4, 4), (0, 5), (0, 2, 3), (2, 3, 0, 4), (3, 2, 2, 1, 2)]),
        st.booleans(), st.booleans(), st.floats(0.01, 0.9), st.booleans())
 def test_batch_norm_equals_torch(shape, training, channels_last, momentum, affine):
     pytest.importorskip("torch", reason="PyTorch is not installed: no comparison with it")
@@ -266,6 +277,64 @@ def test_local_response_norm_layer_equals_torch():
     np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-5, atol=1e-6)
 
 
+# ---- empty batches and the input ranks PyTorch takes ------------------------------------------
+
+@pytest.mark.parametrize("layer, shape", [("BatchNorm2d", (0, 3, 4, 4)), ("BatchNorm1d", (0, 3)),
+                                          ("BatchNorm1d", (0, 3, 5))])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_an_empty_batch_leaves_the_running_statistics_alone_like_torch(layer, shape, momentum):
+    pytest.importorskip("torch", reason="PyTorch is not installed: no comparison with it")
+    ours = {"BatchNorm2d": BatchNorm2d, "BatchNorm1d": BatchNorm1d}[layer](3, momentum=momentum)
+    theirs = getattr(torch.nn, layer)(3, momentum=momentum)
+    ours.running_mean.data[...] = theirs.running_mean.numpy()[...] = [0.5, -1.0, 2.0]
+    for training in (True, False):
+        ours.train(training)
+        theirs.train(training)
+        t = mc.Tensor(np.zeros(shape, np.float32), requires_grad=True)
+        y = ours(t)
+        y.sum().backward()
+        ty = theirs(torch.zeros(shape))
+        assert y.shape == tuple(ty.shape) == shape and t.grad.shape == shape
+        for key, value in theirs.state_dict().items():  # num_batches_tracked counts it, as torch
+            np.testing.assert_array_equal(ours.state_dict()[key], value.numpy(), err_msg=key)
+    assert (ours.weight.grad == 0).all() and (ours.bias.grad == 0).all()
+
+
+def test_functional_batch_norm_takes_the_ranks_torch_takes():
+    """``F.batch_norm`` reads any (N, C, ...) input, a 3-D one as (N, C, L) (there is no
+    unbatched form: a (C, H, W) image is N=C samples of H channels), and an empty 1-D input."""
+    pytest.importorskip("torch", reason="PyTorch is not installed: no comparison with it")
+    rng = np.random.default_rng(9)
+    for shape in [(3, 4, 5), (2, 3, 2, 2, 3), (0,)]:
+        x = rng.standard_normal(shape)
+        c = shape[1] if len(shape) > 1 else 0
+        y = batch_norm(mc.Tensor(x), np.zeros(c), np.ones(c), training=True)
+        ty = TF.batch_norm(torch.tensor(x), torch.zeros(c, dtype=torch.float64),
+                           torch.ones(c, dtype=torch.float64), training=True)
+        assert y.shape == tuple(ty.shape)
+        np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-10, atol=1e-10)
+    # one value per channel is refused in training (no variance), zero values are not
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        batch_norm(mc.Tensor(np.zeros((1, 3, 1))), None, None, training=True)
+    assert batch_norm(mc.Tensor(np.zeros((2, 3, 0))), None, None, training=True).shape == \
+        (2, 3, 0)
+
+
+def test_the_layers_refuse_an_unbatched_input_as_torch_does():
+    """PyTorch's BatchNorm2d takes only (N, C, H, W) and BatchNorm1d (N, C) or (N, C, L): an
+    unbatched (C, H, W) image or (C, L) signal is refused by both libraries."""
+    pytest.importorskip("torch", reason="PyTorch is not installed: no comparison with it")
+    image, signal = np.zeros((3, 4, 5), np.float32), np.zeros((3, 5), np.float32)
+    with pytest.raises(ValueError):
+        torch.nn.BatchNorm2d(3)(torch.from_numpy(image))
+    with pytest.raises(ValueError, match="expected a 4-D .* got a 3-D"):
+        BatchNorm2d(3)(mc.Tensor(image))
+    with pytest.raises(RuntimeError):  # read as (N=3, C=5): 5 channels, not 3
+        torch.nn.BatchNorm1d(3)(torch.from_numpy(signal))
+    with pytest.raises(ValueError, match=r"expected an input with 3 channels .* got 5"):
+        BatchNorm1d(3)(mc.Tensor(signal))
+
+
 # ---- the kernels: numba twins equal the readable references ------------------------------------
 
 @pytest.mark.parametrize("shape, channels_last", [((4, 3, 5, 6), False), ((4, 3, 5, 6), True),
@@ -293,6 +362,28 @@ def test_numba_kernels_equal_references(shape, channels_last, dtype):
     K.combine(g3, x3, mean, a, b, d, out3)
     np.testing.assert_allclose(out3, K.combine_reference(g3, x3, mean, a, b, d), **tol)
     assert out.shape == x.shape and np.shares_memory(out, out3)
+
+
+@pytest.mark.parametrize("shape, channels_last", [((0, 3, 5, 6), False), ((0, 3, 5, 6), True),
+                                                  ((0, 5), True), ((2, 3, 0, 4), False)])
+def test_kernels_take_empty_arrays(shape, channels_last):
+    """An empty batch through both kernel lanes: zero sums, empty outputs (no reshape of -1)."""
+    x = np.zeros(shape, np.float32)
+    if channels_last and len(shape) > 2:
+        x = _channels_last(x)
+    x3, chosen = K.as_acb(x)  # (NumPy calls an empty array C-contiguous in any layout)
+    assert x3.size == 0 and x3.shape[1] == shape[1]
+    c = shape[1]
+    for lane in (False, True):
+        with mc.reference_kernels(lane):
+            for sums in (K.channel_sums(x3), K.grad_sums(x3, x3, np.zeros(c, np.float32))):
+                for total in sums:
+                    np.testing.assert_array_equal(total, np.zeros(c))
+            out3, out = K.empty_acb(x.shape, np.float32, chosen)
+            ones = np.ones(c, np.float32)
+            K.normalize(x3, ones, ones, ones, out3)
+            K.combine(x3, x3, ones, ones, ones, ones, out3)
+            assert out.shape == x.shape
 
 
 # ---- errors --------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 from minicnn import backend
 from minicnn.autograd import Function, Tensor
 from minicnn.kernels import normalization as kernels
+from minicnn.ops.shape import reshape
 
 
 def _array(value):
@@ -49,9 +50,13 @@ class BatchNorm(Function):
         weight = affine[0] if self.has_weight else None
         bias = affine[-1] if self.has_bias else None
         c = x.shape[1]
-        count = x.size // c  # values per channel
+        count = x.shape[0] * int(np.prod(x.shape[2:]))  # values per channel
         x3, self.channels_last = kernels.as_acb(x)
-        if self.training:
+        if self.training and count == 0:
+            # NOTE: an empty batch (N = 0) has no statistics. As PyTorch: the output is empty,
+            # the running statistics stay as they are, gamma and beta get zero gradients
+            mean, var = xp.zeros(c), xp.ones(c)
+        elif self.training:
             total, total_sq = kernels.channel_sums(x3)
             mean = total / count
             var = xp.maximum(total_sq / count - mean * mean, 0.0)  # biased, for normalising
@@ -83,8 +88,8 @@ class BatchNorm(Function):
         grads = []
         if self.inputs[0].requires_grad:
             if self.training:  # gx = k * (gy - mean(gy) - xhat * mean(gy * xhat)), k = gamma/std
-                k = self.scale
-                a, b, d = k, -k * self.invstd ** 2 * dot / self.count, -k * total / self.count
+                k, count = self.scale, max(self.count, 1)  # (the sums are 0 when it is 0)
+                a, b, d = k, -k * self.invstd ** 2 * dot / count, -k * total / count
             else:  # the statistics are constants: gx = gamma/std * gy
                 a, b, d = self.scale, xp.zeros_like(self.scale), xp.zeros_like(self.scale)
             out3, gx = kernels.empty_acb(gy.shape, dtype, self.channels_last, xp)
@@ -111,6 +116,10 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     (beta), shape (C,), scale and shift the result. Output: ``x``'s shape, dtype and layout.
     """
     op = "batch_norm"
+    if x.ndim == 1 and x.shape[0] == 0:
+        # PyTorch takes an empty 1-D input too (no channel axis: running stats of shape (0,))
+        return reshape(batch_norm(reshape(x, 0, 0), running_mean, running_var, weight, bias,
+                                  training, momentum, eps), 0)
     if x.ndim < 2:
         raise ValueError(f"{op}: expected an input of shape (N, C) or (N, C, ...), got shape "
                          f"{tuple(x.shape)}")
@@ -122,7 +131,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
             raise ValueError(f"{op}: {name} has shape {tuple(value.shape)} but the input has {c} "
                              f"channels (axis 1 of its shape {tuple(x.shape)}): expected ({c},)")
     if training:
-        if x.size // max(c, 1) <= 1:
+        if x.shape[0] * np.prod(x.shape[2:]) == 1:  # (PyTorch's rule: 0 values are fine)
             raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
                              f"input of shape {tuple(x.shape)} (the batch variance of one value "
                              "is undefined)")
