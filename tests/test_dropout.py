@@ -1,5 +1,7 @@
 """Dropout: the shared op checks with a seeded mask, and the behaviour that matters in training:
 identity in evaluation, the expected value preserved, masks repeatable from a seed, float32."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -26,8 +28,18 @@ def dropout_ref(x, p, seed=0):
 
 
 def dropout2d_ref(x, p, seed=0):
+    """One mask value per (sample, channel), the same over the other axes."""
     keep = np.random.default_rng(seed).random(x.shape[:2], dtype=np.float32) >= p
-    return x * keep[:, :, None, None] / (1 - p)
+    return x * keep.reshape(x.shape[:2] + (1,) * (x.ndim - 2)) / (1 - p)
+
+
+def _quiet(fn):
+    """``fn`` without dropout2d's (N, C, L) warning (tested by itself below)."""
+    def run(*xs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "dropout2d: Received a 3D input")
+            return fn(*xs)
+    return run
 
 
 CASES = [
@@ -37,6 +49,10 @@ CASES = [
            lambda x: dropout_ref(x, 0.5), inputs(normal(2, 3, 3, 3)), (ops_dropout.Dropout,)),
     OpCase("dropout2d p=0.4 (3, 4, 2, 2)", _seeded(lambda x: dropout2d(x, 0.4)),
            lambda x: dropout2d_ref(x, 0.4), inputs(normal(3, 4, 2, 2)), (ops_dropout.Dropout,)),
+    OpCase("dropout2d p=0.5 3-D (N, C, L) (3, 4, 5)", _quiet(_seeded(lambda x: dropout2d(x, 0.5))),
+           lambda x: dropout2d_ref(x, 0.5), inputs(normal(3, 4, 5)), (ops_dropout.Dropout,)),
+    OpCase("dropout2d p=0.5 empty batch (0, 3, 2, 2)", _seeded(lambda x: dropout2d(x, 0.5)),
+           lambda x: dropout2d_ref(x, 0.5), inputs(normal(0, 3, 2, 2)), (ops_dropout.Dropout,)),
 ]
 
 
@@ -135,6 +151,34 @@ def test_invalid_p_is_refused(p):
 def test_dropout2d_needs_4d_input():
     with pytest.raises(ValueError, match="4-D input"):
         dropout2d(mc.Tensor(np.ones((2, 3), np.float32)), 0.5)
+    # PyTorch takes these with a deprecation warning ("will result in an error in a future
+    # release"); minicnn refuses them now and says what to use instead
+    with pytest.raises(ValueError, match="4-D input .* got a 5-D .*reshape"):
+        dropout2d(mc.Tensor(np.ones((2, 3, 2, 2, 2), np.float32)), 0.5)
+    with pytest.raises(ValueError, match="4-D input .* got a 1-D"):
+        dropout2d(mc.Tensor(np.ones(3, np.float32)), 0.5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_dropout2d_reads_a_3d_input_as_n_c_l_with_torchs_warning(training):
+    """PyTorch 2.x reads a 3-D input to dropout2d as (N, C, L) -- one mask value per (n, c) --
+    and warns that a future release will read it as one (C, H, W) image; minicnn does the same
+    (in evaluation mode too: the warning comes before the mode is looked at)."""
+    x = np.ones((6, 8, 5), np.float32)
+    mc.manual_seed(4)
+    with pytest.warns(UserWarning, match=r"interpreted as shape \(N, C, L\)"):
+        y = dropout2d(mc.Tensor(x), 0.5, training).numpy()
+    assert y.shape == x.shape
+    assert ((y == y[:, :, :1]).all(axis=2)).all()  # constant along L
+    if training:
+        assert 0 < (y[:, :, 0] == 0).mean() < 1
+    if torch is not None:
+        with pytest.warns(UserWarning, match=r"interpreted as shape \(N, C, L\)"):
+            ty = torch.nn.functional.dropout2d(torch.from_numpy(x), 0.5, training).numpy()
+        assert ((ty == ty[:, :, :1]).all(axis=2)).all()
+    layer = Dropout2d(0.5).train(training)
+    with pytest.warns(UserWarning, match="dropout2d: Received a 3D input"):
+        assert layer(mc.Tensor(x)).shape == x.shape
 
 
 def test_layers_follow_train_and_eval():

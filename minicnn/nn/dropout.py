@@ -28,7 +28,8 @@ class Dropout(_DropoutNd):
 
 class Dropout2d(_DropoutNd):
     """In training, zero whole channels of (N, C, H, W) input with probability ``p`` and scale the
-    others by ``1 / (1 - p)``; the identity in evaluation mode."""
+    others by ``1 / (1 - p)``; the identity in evaluation mode. A 3-D input is (N, C, L), as in
+    PyTorch (with its warning): see :func:`minicnn.ops.dropout.dropout2d`."""
 
     def forward(self, input):
         return ops_dropout.dropout2d(input, self.p, self.training)

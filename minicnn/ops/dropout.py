@@ -9,12 +9,13 @@ whose neighbouring pixels are strongly correlated).
 The mask is drawn from ``minicnn.random.get_generator()`` on the CPU (also for GPU tensors), so
 ``mc.manual_seed(n)`` repeats it exactly on either device.
 """
+import warnings
+
 import numpy as np
 
 from minicnn import backend
 from minicnn import random as mc_random
 from minicnn.autograd import Function
-from minicnn.ops.checks import check_images
 
 
 def _check_p(p, op):
@@ -63,9 +64,23 @@ def dropout(x, p=0.5, training=True):
 def dropout2d(x, p=0.5, training=True):
     """Channel dropout for (N, C, H, W) input: zero whole channels ``x[n, c]`` with probability
     ``p`` and scale the rest by ``1 / (1 - p)``; return ``x`` itself when not training or
-    ``p == 0``."""
+    ``p == 0``.
+
+    NOTE: as in PyTorch (2.x), a 3-D input is read as a batch of signals (N, C, L), one mask value
+    per ``(n, c)``, with PyTorch's warning; NOT as one unbatched image (C, H, W), which PyTorch
+    announces for a future release. For one image, add the batch axis: ``x[None]``.
+    """
     _check_p(p, "dropout2d")
-    check_images("dropout2d", x)
+    if x.ndim not in (3, 4):
+        hint = {2: ": for (N, C) use dropout", 5: ": for (N, C, D, H, W) drop channels with "
+                "dropout2d(x.reshape(N, C, D * H, W))"}.get(x.ndim, "")
+        raise ValueError(f"dropout2d: expected a 4-D input (N, C, H, W) (or a 3-D (N, C, L)), "
+                         f"got a {x.ndim}-D input of shape {tuple(x.shape)}{hint}")
+    if x.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
+                      "1D dropout behavior is desired - input is interpreted as shape (N, C, L), "
+                      "where C is the channel dim (as PyTorch does). For one (C, H, W) image, "
+                      "add the batch axis: x[None]", UserWarning, stacklevel=2)
     if not training or p == 0:
         return x
     return Dropout(float(p), channelwise=True)(x)
