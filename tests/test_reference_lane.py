@@ -69,8 +69,8 @@ def test_resnet20_trains_the_same_in_both_lanes():
 
 # ---- every conv, pooling and batch-norm op -------------------------------------------------------
 
-def _conv(stride, padding, groups=1):
-    return lambda x, w, b: F.conv2d(x, w, b, stride, padding, groups=groups)
+def _conv(stride, padding, groups=1, dilation=1):
+    return lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups)
 
 
 OPS = {  # name: (function of the tensors, input shapes); the inputs are float64 normals
@@ -84,7 +84,21 @@ OPS = {  # name: (function of the tensors, input shapes); the inputs are float64
                             [(2, 4, 5, 5), (4, 3, 3, 3), (3,)]),
     "conv_transpose2d s1 groups=2": (lambda x, w, b: F.conv_transpose2d(x, w, b, 1, 1, 0, 2),
                                      [(2, 4, 5, 5), (4, 3, 3, 3), (6,)]),
+    "conv2d dilation 2 (flipped-kernel gx)": (_conv(1, 2, dilation=2),
+                                              [(3, 4, 8, 7), (6, 4, 3, 3), (6,)]),
+    "conv2d dilation (2, 3) s2 groups=2 (col2im gx)": (_conv(2, 1, 2, (2, 3)),
+                                                       [(2, 4, 10, 11), (6, 2, 3, 3), (6,)]),
+    "conv2d one channel dilation 3": (_conv(1, 3, dilation=3), [(2, 1, 8, 8), (4, 1, 3, 3),
+                                                                (4,)]),
+    "conv_transpose2d s2 dilation 2": (lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1, 1, 2),
+                                       [(2, 4, 5, 5), (4, 3, 3, 3), (3,)]),
+    "conv2d unbatched": (_conv(1, 1), [(4, 6, 5), (3, 4, 3, 3), (3,)]),
     "max_pool2d": (lambda x: F.max_pool2d(x, 3, 2, 1), [(2, 3, 9, 9)]),
+    "max_pool2d dilation 2": (lambda x: F.max_pool2d(x, 3, 1, 1, dilation=2), [(2, 3, 9, 8)]),
+    "max_pool2d dilation (2, 3) ceil_mode": (lambda x: F.max_pool2d(x, 2, 2, 1, (2, 3), True),
+                                             [(2, 3, 9, 10)]),
+    "max_pool2d unbatched": (lambda x: F.max_pool2d(x, 2), [(3, 6, 6)]),
+    "avg_pool2d unbatched": (lambda x: F.avg_pool2d(x, 3, 1, 1), [(3, 5, 6)]),
     "max_pool2d ceil_mode": (lambda x: F.max_pool2d(x, 2, 2, 0, ceil_mode=True), [(2, 3, 7, 7)]),
     "avg_pool2d": (lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), [(2, 3, 9, 9)]),
     "adaptive_avg_pool2d": (lambda x: F.adaptive_avg_pool2d(x, (3, 2)), [(2, 3, 7, 5)]),
