@@ -152,18 +152,21 @@ class Interpolate(Function):
     def forward(self, x):
         xp = backend.get_array_module(x)
         self.matrices = [xp.asarray(a, dtype=x.dtype) for a in self.matrices]
-        axes = range(-len(self.matrices), 0)
         if self.nearest is not None:
             mesh = tuple(xp.asarray(i) for i in np.ix_(*self.nearest))
             return x[(Ellipsis,) + mesh]
-        for axis, a in zip(axes, self.matrices):
+        for axis, a in self._last_axis_first():
             x = _along(x, a, axis)
         return x
 
     def backward(self, gy):
-        for axis, a in zip(range(-len(self.matrices), 0), self.matrices):
+        for axis, a in self._last_axis_first():
             gy = _along(gy, a.T, axis)
         return gy
+
+    def _last_axis_first(self):
+        """``(axis, A)`` pairs, the last (contiguous) axis first: ``A_h @ (x @ A_w.T)``."""
+        return reversed(list(zip(range(-len(self.matrices), 0), self.matrices)))
 
 
 def _per_axis(value, name, axes, kind):
