@@ -78,6 +78,64 @@ plt.show()
 # (A tanh between the convs keeps the stack non-linear, as ReLU would, but without ReLU's
 # zero-gradient regions that could hide part of the field for a random input.)
 #
+# ### Dilated 3x3 convolutions: an exponentially growing field
+#
+# A plain stack grows its field by 2 pixels per layer: linearly. A **dilated** 3x3 conv
+# (``dilation=d``, the *atrous* convolution of DeepLab and WaveNet) keeps its 9 weights but puts
+# them $d$ pixels apart, so it spans $2d + 1$ pixels. Doubling $d$ from layer to layer
+# (1, 2, 4, 8, ...) with ``padding=d`` (output as large as the input) grows the field to
+# $2^{n+1} - 1$ after $n$ layers: exponentially, with exactly the parameters of the plain stack
+# and no pooling, so the resolution stays. The same autograd measurement, for both stacks:
+
+# %%
+def stack_of_3x3(n, dilated):
+    """n 3x3 convs (1 channel, float64) with tanh between; dilation 1, 2, 4, ... if dilated."""
+    layers = []
+    for i in range(n):
+        d = 2 ** i if dilated else 1
+        layers += [nn.Conv2d(1, 1, 3, padding=d, dilation=d).double(), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+depths = range(1, 5 if FAST else 7)
+size = 2 ** (max(depths) + 1) + 1               # large enough for the widest field
+extent = {"plain": [], "dilated": []}
+fields = {}
+print("layers   plain field (2n+1)   dilated field (2^(n+1)-1)   parameters of each stack")
+for n in depths:
+    for kind in extent:
+        mc.manual_seed(n)
+        stack = stack_of_3x3(n, kind == "dilated")
+        field = receptive_field(stack, size)
+        rows, cols = np.nonzero(field)
+        extent[kind].append(np.ptp(rows) + 1)
+        assert field.sum() == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)   # no holes in it
+        fields[kind] = field
+    params = sum(p.size for p in stack.parameters())
+    plain, dilated = extent["plain"][-1], extent["dilated"][-1]
+    print(f"{n:6d}   {f'{plain}x{plain}':>7s} ({2 * n + 1:3d})      "
+          f"{f'{dilated}x{dilated}':>9s} ({2 ** (n + 1) - 1:4d})      {params:5d}")
+
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), layout="constrained")
+axes[0].plot(list(depths), extent["plain"], "o-", label="plain 3x3 (dilation 1)")
+axes[0].plot(list(depths), extent["dilated"], "s-", label="dilated 3x3 (1, 2, 4, ...)")
+axes[0].set_yscale("log", base=2)
+axes[0].set_xlabel("layers")
+axes[0].set_ylabel("receptive field (pixels, log scale)")
+axes[0].legend(fontsize=8)
+for ax, kind in zip(axes[1:], ("plain", "dilated")):
+    ax.imshow(fields[kind], cmap="Greens")
+    ax.set_title(f"{max(depths)} {kind} layers: {extent[kind][-1]}x{extent[kind][-1]} of "
+                 f"{size}x{size}", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+plt.show()
+
+# %% [markdown]
+# The measured fields match $2n + 1$ and $2^{n+1} - 1$ and have no holes: doubling the dilation
+# lets every layer fill the gaps the previous one left. (Dilating every layer by the same $d > 1$
+# would leave a grid of pixels the stack never sees — the "gridding" artefact.)
+#
 # ### Parameter arithmetic
 #
 # With $C$ channels in and out, three stacked 3x3 layers have $3 \cdot 9 C^2 = 27 C^2$ weights;
