@@ -52,7 +52,7 @@ from minicnn.step_timing import NotAClassifier, time_training_steps
 from minicnn.weights import save_weights
 
 __all__ = ["fit", "evaluate", "TrainingDiverged", "TrainingInterrupted", "save_history",
-           "new_history", "train_model", "make_optimizer", "time_training_steps",
+           "new_history", "train_model", "make_optimizer", "build_model", "time_training_steps",
            "NotAClassifier"]
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
@@ -386,7 +386,7 @@ def make_optimizer(parameters, optimizer="adam", lr=None, momentum=0.9, weight_d
     raise ValueError(f"unknown optimizer {optimizer!r}: use 'sgd' or 'adam'")
 
 
-def _build_model(model, num_classes, channels, size, model_kwargs):
+def build_model(model, num_classes, channels, size, model_kwargs):
     """``(model, its name)`` from a zoo name or a factory; see :func:`train_model`."""
     factory = factory_of(model) if isinstance(model, str) else model
     name = model if isinstance(model, str) else getattr(factory, "__name__", repr(factory))
@@ -462,7 +462,7 @@ def _train_in_folder(model, name, data, settings, device, train, test, channels,
     """The rest of :func:`train_model`, once the folder is held and the settings checked."""
     epochs = settings["epochs"]
     num_classes = len(getattr(train, "classes", range(10)))
-    net, _ = _build_model(model, num_classes, channels, size, model_kwargs)
+    net, _ = build_model(model, num_classes, channels, size, model_kwargs)
     net = net.to(device)
     opt = make_optimizer(net.parameters(), settings["optimizer"], settings["lr"],
                          settings["optimizer_args"].get("momentum", 0.9),
