@@ -25,11 +25,12 @@ import sys
 import numpy as np
 
 import minicnn
-from minicnn import backend, cuda
+from minicnn import backend, cuda, threads
 from minicnn.cli_errors import debug_requested, run_command
 from minicnn.data.presets import DATASETS
 from minicnn.experiments import finetune as finetune_experiment
 from minicnn.experiments import gradflow as gradflow_experiment
+from minicnn.experiments import landscape as landscape_experiment
 from minicnn.gradcheck import gradcheck_model
 from minicnn.models import MODELS, default_input_shape, get_model
 from minicnn.random import manual_seed
@@ -69,14 +70,13 @@ def device_argument(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _blas_description():
-    """Which BLAS NumPy uses (its GEMM does the heavy lifting on the CPU)."""
-    try:
-        config = np.show_config(mode="dicts")
-        blas = config["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception as exc:  # older NumPy without mode="dicts"
-        return f"unknown ({type(exc).__name__})"
+def _threading_lines():
+    """What minicnn's CPU thread policy set (minicnn.threads, BLAS through threadpoolctl)."""
+    policy = threads.describe()
+    return [("BLAS", "; ".join(policy["blas"]) or "none found by threadpoolctl"),
+            ("threads", f"{policy['threads']} (minicnn's pool), numba {policy['numba_threads']}, "
+                        f"OMP_WAIT_POLICY={policy['OMP_WAIT_POLICY']}"),
+            ("malloc", policy["malloc_tuning"])]
 
 
 def _numba_description():
@@ -102,8 +102,9 @@ def info_lines():
         ("minicnn", f"{minicnn.__version__} ({os.path.dirname(minicnn.__file__)})"),
         ("python", f"{platform.python_version()} on {platform.system()} {platform.machine()}"),
         ("numpy", np.__version__),
-        ("BLAS", _blas_description()),
+        *_threading_lines(),
         ("numba", _numba_description()),
+        ("kernels", f"{backend.kernel_lane()} (MINICNN_KERNELS=fast|reference)"),
         ("CUDA GPU", gpu),
         ("MINICNN_DEVICE", os.environ.get("MINICNN_DEVICE", "(unset: auto)")),
         ("device", device),
@@ -253,6 +254,7 @@ def build_parser():
 
     gradflow_experiment.register(sub)
     finetune_experiment.register(sub)
+    landscape_experiment.register(sub)
 
     train = sub.add_parser("train", help="train a model on a data set")
     classifiers = sorted(name for name in MODELS if name != "unet")

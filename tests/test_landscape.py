@@ -143,3 +143,29 @@ def test_top_hessian_eigenvalue_of_a_tiny_net_is_positive_at_a_random_point_of_a
     hessian = np.stack([flat.hvp(e) for e in np.eye(flat.theta.size)])
     assert value == pytest.approx(np.linalg.eigvalsh((hessian + hessian.T) / 2).max(), rel=1e-4)
     assert value > 0
+
+
+def test_the_landscape_command_measures_a_saved_net(tmp_path, capsys):
+    from minicnn import cli
+    from minicnn.training import build_model
+    mc.manual_seed(7)
+    model, _ = build_model("resnet20", 10, 1, 28, None)
+    mc.weights.save(tmp_path / "weights.npz", model)
+    out = tmp_path / "landscape"
+    assert cli.main(["landscape", "resnet20", "--checkpoint", str(tmp_path / "weights.npz"),
+                     "--subset", "bundled", "--images", "8", "--steps", "3", "--steps-2d", "2",
+                     "--hessian-iterations", "2", "--out", str(out)]) == 0
+    arrays = np.load(out / "landscape.npz")
+    assert arrays["slice_1d_loss"].shape == (3,) and arrays["slice_2d_loss"].shape == (2, 2)
+    assert arrays["response_std"].shape == (19,) and arrays["block_ratio"].shape == (9,)
+    assert len(arrays["power_iteration"]) == 2
+    assert (out / "landscape.png").stat().st_size > 0
+    assert "top Hessian eigenvalue" in capsys.readouterr().out
+
+
+def test_landscape_help_names_its_checkpoint_option():
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "minicnn", "landscape", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--checkpoint" in done.stdout
