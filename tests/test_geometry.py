@@ -7,10 +7,10 @@ from minicnn.kernels.geometry import conv_output_size, conv_transpose_output_siz
 
 torch = pytest.importorskip("torch", reason="PyTorch's layers are the reference for sizes")
 
-CASES = list(itertools.product((5, 8), (1, 3), (1, 2, 3), (0, 1), (1, 2)))
+GEOMETRIES = list(itertools.product((5, 8), (1, 3), (1, 2, 3), (0, 1), (1, 2)))
 
 
-@pytest.mark.parametrize("size, kernel, stride, padding, dilation", CASES)
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation", GEOMETRIES)
 def test_conv_output_size_is_pytorchs(size, kernel, stride, padding, dilation):
     conv = torch.nn.Conv1d(1, 1, kernel, stride, padding, dilation)
     reach = size + 2 * padding - dilation * (kernel - 1) - 1
@@ -21,7 +21,7 @@ def test_conv_output_size_is_pytorchs(size, kernel, stride, padding, dilation):
     assert conv_output_size(size, kernel, stride, padding, dilation) == expected
 
 
-@pytest.mark.parametrize("size, kernel, stride, padding, dilation", CASES)
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation", GEOMETRIES)
 def test_pooling_output_size_with_ceil_mode_is_pytorchs(size, kernel, stride, padding,
                                                         dilation):
     if padding > kernel // 2 or size + 2 * padding < dilation * (kernel - 1) + 1:
@@ -31,7 +31,7 @@ def test_pooling_output_size_with_ceil_mode_is_pytorchs(size, kernel, stride, pa
     assert conv_output_size(size, kernel, stride, padding, dilation, ceil_mode=True) == expected
 
 
-@pytest.mark.parametrize("size, kernel, stride, padding, dilation", CASES)
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation", GEOMETRIES)
 def test_transposed_output_size_is_pytorchs(size, kernel, stride, padding, dilation):
     for output_padding in range(max(stride, dilation)):
         layer = torch.nn.ConvTranspose1d(1, 1, kernel, stride, padding, output_padding,
