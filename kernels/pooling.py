@@ -147,15 +147,59 @@ def max_pool2d_backward_reference(gy, indices, input_shape, kernel_size, stride,
 
 
 @njit(parallel=True, cache=True)
-def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):
-    """Numba twin of :func:`max_pool2d_forward_reference` on ``x`` (N, H, W, C), C-contiguous.
+def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, y, indices):
+    """Numba twin of :func:`max_pool2d_forward_reference` on ``x`` (N, H, W, C), C-contiguous,
+    for a dense window (dilation 1; :func:`max_pool2d_dilated_forward_numba` takes the others).
 
     Fills ``y`` (N, OH, OW, C) and int32 ``indices`` (``h * W + w``). The loop it runs::
 
         for every image n (in parallel), output pixel (r, q), channel c:
-            y = -inf; index = first real tap of the window
-            for every real tap (h, w) of the window (dh rows, dw columns apart), in scan order:
+            y = -inf; index = first real element of the window
+            for every real input pixel (h, w) of the window, in scan order:
                 if x[n, h, w, c] > y or x[n, h, w, c] is NaN: y, index = x[n, h, w, c], h*W + w
+    """
+    n_img, h_in, w_in, n_ch = x.shape
+    oh, ow = y.shape[1:3]
+    for n in prange(n_img):
+        for r in range(oh):
+            h0 = r * sh - ph
+            h1 = min(h0 + kh, h_in)
+            h0 = max(h0, 0)
+            for q in range(ow):
+                w0 = q * sw - pw
+                w1 = min(w0 + kw, w_in)
+                w0 = max(w0, 0)
+                if n_ch == 1:  # an NCHW plane: a scalar loop (no per-pixel channel loops)
+                    best, arg = -np.inf, h0 * w_in + w0
+                    for hh in range(h0, h1):
+                        for ww in range(w0, w1):
+                            v = x[n, hh, ww, 0]
+                            if v > best or v != v:
+                                best, arg = v, hh * w_in + ww
+                    y[n, r, q, 0], indices[n, r, q, 0] = best, arg
+                    continue
+                for c in range(n_ch):
+                    y[n, r, q, c] = -np.inf
+                    indices[n, r, q, c] = h0 * w_in + w0
+                for hh in range(h0, h1):
+                    for ww in range(w0, w1):
+                        flat = hh * w_in + ww
+                        for c in range(n_ch):
+                            # branch-free selects, so that LLVM vectorises over channels
+                            v, best = x[n, hh, ww, c], y[n, r, q, c]
+                            better = (v > best) | (v != v)
+                            y[n, r, q, c] = v if better else best
+                            indices[n, r, q, c] = flat if better else indices[n, r, q, c]
+
+
+@njit(parallel=True, cache=True)
+def max_pool2d_dilated_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):
+    """:func:`max_pool2d_forward_numba` for a dilated window: the same scan over the window's
+    real taps, ``dh`` rows and ``dw`` columns apart; before anything wins, the index is the
+    first real tap.
+
+    NOTE: a separate twin, so that the dense one keeps its unit-step loops: with a step known
+    only at run time (``range(h0, h1, dh)``) LLVM runs the dense NCHW scan 10-15% slower.
     """
     n_img, h_in, w_in, n_ch = x.shape
     oh, ow = y.shape[1:3]
@@ -170,15 +214,6 @@ def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):
                 w1 = min(w0 + (kw - 1) * dw + 1, w_in)
                 if w0 < 0:
                     w0 += (dw - 1 - w0) // dw * dw
-                if n_ch == 1:  # an NCHW plane: a scalar loop (no per-pixel channel loops)
-                    best, arg = -np.inf, h0 * w_in + w0
-                    for hh in range(h0, h1, dh):
-                        for ww in range(w0, w1, dw):
-                            v = x[n, hh, ww, 0]
-                            if v > best or v != v:
-                                best, arg = v, hh * w_in + ww
-                    y[n, r, q, 0], indices[n, r, q, 0] = best, arg
-                    continue
                 for c in range(n_ch):
                     y[n, r, q, c] = -np.inf
                     indices[n, r, q, c] = h0 * w_in + w0
@@ -186,7 +221,6 @@ def max_pool2d_forward_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):
                     for ww in range(w0, w1, dw):
                         flat = hh * w_in + ww
                         for c in range(n_ch):
-                            # branch-free selects, so that LLVM vectorises over channels
                             v, best = x[n, hh, ww, c], y[n, r, q, c]
                             better = (v > best) | (v != v)
                             y[n, r, q, c] = v if better else best
@@ -252,7 +286,11 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size, channels_la
     # outputs allocated by NumPy, not inside numba: NumPy asks for huge pages, which makes the
     # first touch of a fresh multi-megabyte array several times cheaper
     images, y, indices = _twin_arrays(np, x, output_size, channels_last, x.dtype, np.int32)
-    max_pool2d_forward_numba(images, *kernel_size, *stride, *padding, *dilation, y, indices)
+    if tuple(dilation) == (1, 1):
+        max_pool2d_forward_numba(images, *kernel_size, *stride, *padding, y, indices)
+    else:
+        max_pool2d_dilated_forward_numba(images, *kernel_size, *stride, *padding, *dilation, y,
+                                         indices)
     return from_images(y, n, c, channels_last), from_images(indices, n, c, channels_last)
 
 
