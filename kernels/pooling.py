@@ -9,7 +9,8 @@ Each kernel comes twice:
   sum) over the ``kH*kW`` slices is the pooling. It works on any array module (NumPy or CuPy) and
   is what the tests compare against;
 * a numba twin (``*_numba``) that loops over windows, parallel over images (``prange``: the
-  threading policy in ``kernels/__init__.py``). It is what the CPU uses;
+  threading policy in ``kernels/__init__.py``; a dilated max pooling has a twin of its own,
+  ``max_pool2d_dilated_forward_numba``). It is what the CPU uses;
 * a CUDA C twin (``*_cuda``, source in ``kernels/pooling.cu``) for float32/float64 CuPy arrays:
   one thread per output element, the backward kernels as gathers (each thread of ``gx`` sums the
   windows that contain its pixel), so no atomics.

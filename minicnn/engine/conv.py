@@ -50,7 +50,8 @@ fast (measured on a 2-core machine; ``benchmarks/bench_conv.py``):
    paths with gaps in the windows: forward and gW by ``conv2d_nhwc``, gx at stride 1 as the
    convolution of point 5 (its "full" padding is ``dilation*(KH-1) - padding``) or else by
    col2im, chosen by the same byte estimate, whose runs are then ``C`` numbers per tap instead
-   of ``KW*C`` per kernel row. They never take the direct kernels of point 8 (written for dense
+   of ``KW*C`` per kernel row (the numba twins for gapped windows are kernels of their own, see
+   ``kernels/im2col.py``). They never take the direct kernels of point 8 (written for dense
    kernels); a 1x1 kernel has no gaps and stays pointwise (point 6). The dense paths are the
    same code with dilation 1, branched off at the top (``dilation != (1, 1)``), so a dense
    convolution does exactly what it did before dilation existed.
