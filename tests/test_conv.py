@@ -28,6 +28,8 @@ from minicnn.engine.memory import conv2d_column_bytes, conv_transpose2d_column_b
 from minicnn.engine.workspace import release_workspace, workspace
 from minicnn.ops.conv import Conv2d, ConvTranspose2d, conv2d, conv_transpose2d
 from optest import OpCase, inputs, normal, torch
+from torch_compare import close_to_torch as _close_to_torch
+from torch_compare import run_both as _run_both
 
 CASES = []
 
@@ -166,25 +168,6 @@ def test_the_references_agree_with_each_other():
 
 # ---- many configurations against PyTorch, float32 ----------------------------------------------
 
-def _close_to_torch(ours, theirs, what):
-    theirs = theirs.detach().numpy()
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape}, torch {theirs.shape}"
-    assert ours.dtype == np.float32, f"{what} is {ours.dtype}"
-    scale = max(1.0, float(np.abs(theirs).max(initial=0)))
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * scale, err_msg=what)
-
-
-def _run_both(fn, torch_fn, arrays, rng):
-    ts = [Tensor(a, requires_grad=True) for a in arrays]
-    y = fn(*ts)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    y.backward(gy)
-    tts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    ty = torch_fn(*tts)
-    ty.backward(torch.from_numpy(gy))
-    _close_to_torch(y.numpy(), ty, "output")
-    for i, (t, tt) in enumerate(zip(ts, tts)):
-        _close_to_torch(t.grad, tt.grad, f"gradient of input {i}")
 
 
 @settings(max_examples=60, deadline=None)
@@ -388,7 +371,7 @@ def _t(*shape, dtype=np.float32):
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda: conv2d(_t(1, 1, 3, 8, 8), _t(4, 3, 3, 3)), ValueError,
-     r"conv2d: expected a 4-D input \(N, C, H, W\), got a 5-D input of shape \(1, 1, 3, 8, 8\)"),
+     r"conv2d: expected a 4-D input \(N, C, H, W\) or one 3-D image \(C, H, W\), got a 5-D input of shape \(1, 1, 3, 8, 8\)"),
     (lambda: conv2d(_t(5, 8, 8), _t(4, 3, 3, 3)), ValueError,   # one image, wrong channels
      r"conv2d: input has 5 channels but the weight expects 3"),
     (lambda: conv2d(_t(1, 3, 8, 8), _t(4, 3, 3)), ValueError,

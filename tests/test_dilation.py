@@ -29,6 +29,8 @@ from minicnn.engine.workspace import release_workspace, workspace
 from minicnn.ops.conv import Conv2d, ConvTranspose2d, conv2d, conv_transpose2d
 from minicnn.ops.pooling import MaxPool2d, max_pool2d
 from optest import OpCase, distinct, inputs, normal, torch
+from torch_compare import close_to_torch as _close
+from torch_compare import run_both as _run_both
 
 CASES = []
 
@@ -216,24 +218,6 @@ max_pool_case("2x2 d3, unbatched", (3, 7, 7), 2, 1, 0, 3)
 
 # ---- drawn configurations against PyTorch, float32 ---------------------------------------------
 
-def _close(ours, theirs, what):
-    theirs = theirs.detach().numpy()
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape}, torch {theirs.shape}"
-    scale = max(1.0, float(np.abs(theirs).max(initial=0)))
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * scale, err_msg=what)
-
-
-def _run_both(fn, torch_fn, arrays, rng):
-    ts = [Tensor(a, requires_grad=True) for a in arrays]
-    y = fn(*ts)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    y.backward(gy)
-    tts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    ty = torch_fn(*tts)
-    ty.backward(torch.from_numpy(gy))
-    _close(y.numpy(), ty, "output")
-    for i, (t, tt) in enumerate(zip(ts, tts)):
-        _close(t.grad, tt.grad, f"gradient of input {i}")
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,6 +17,8 @@ from minicnn.autograd import Tensor
 from minicnn.ops.conv import Conv2d, ConvTranspose2d
 from minicnn.ops.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from optest import OpCase, distinct, inputs, normal, torch
+from torch_compare import close_to_torch as _close
+from torch_compare import run_both as _run_both
 
 CASES = []
 
@@ -139,25 +141,6 @@ def test_the_references_agree_with_each_other():
 
 # ---- drawn unbatched configurations against PyTorch --------------------------------------------
 
-def _close(ours, theirs, what):
-    theirs = theirs.detach().numpy()
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape}, torch {theirs.shape}"
-    scale = max(1.0, float(np.abs(theirs).max(initial=0)))
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * scale, err_msg=what)
-
-
-def _run_both(fn, torch_fn, arrays, rng):
-    ts = [Tensor(a, requires_grad=True) for a in arrays]
-    y = fn(*ts)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    y.backward(gy)
-    tts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    ty = torch_fn(*tts)
-    ty.backward(torch.from_numpy(gy))
-    _close(y.numpy(), ty, "output")
-    for i, (t, tt) in enumerate(zip(ts, tts)):
-        _close(t.grad, tt.grad, f"gradient of input {i}")
-    return y
 
 
 @settings(max_examples=40, deadline=None)
@@ -267,7 +250,7 @@ def test_layer_column_bytes_for_one_image_equal_a_batch_of_one():
     (lambda: F.conv2d(Tensor(np.zeros((5, 8, 8))), Tensor(np.zeros((4, 3, 3, 3)))),
      r"conv2d: input has 5 channels but the weight expects 3 .* input shape \(1, 5, 8, 8\)"),
     (lambda: F.conv2d(Tensor(np.zeros((8, 8))), Tensor(np.zeros((4, 3, 3, 3)))),
-     r"conv2d: expected a 4-D input \(N, C, H, W\), got a 2-D input"),
+     r"conv2d: expected a 4-D input \(N, C, H, W\) or one 3-D image \(C, H, W\), got a 2-D input"),
     (lambda: F.conv_transpose2d(Tensor(np.zeros((8,))), Tensor(np.zeros((3, 2, 3, 3)))),
      r"conv_transpose2d: expected a 4-D input"),
     (lambda: F.max_pool2d(Tensor(np.zeros((4, 4))), 2), r"max_pool2d: expected a 4-D input"),

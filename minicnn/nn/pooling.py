@@ -68,8 +68,9 @@ class AdaptiveAvgPool2d(Module):
 
 
 class Upsample(Module):
-    """Resize (N, C, H, W) maps to ``size`` or by ``scale_factor``, with ``mode`` 'nearest' or
-    'bilinear': see :func:`minicnn.ops.resize.interpolate`."""
+    """Resize maps to ``size`` or by ``scale_factor`` with ``mode`` 'nearest', 'nearest-exact',
+    'bilinear', 'bicubic', 'area' (and 'linear'/'trilinear' for 1-D/3-D maps): see
+    :func:`minicnn.ops.resize.interpolate`."""
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
                  recompute_scale_factor=None):

@@ -6,11 +6,11 @@ and what it got.
 
 
 def check_images(op, x):
-    """Raise a clear error unless ``x`` is a batch of images, a 4-D ``(N, C, H, W)`` tensor."""
+    """Raise a clear error unless ``x`` is a batch of images, a 4-D ``(N, C, H, W)`` tensor (the
+    ops that call this take one ``(C, H, W)`` image too: :func:`add_batch_axis` comes first)."""
     if x.ndim != 4:
-        hint = " (add the batch axis with x.reshape(1, *x.shape))" if x.ndim == 3 else ""
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got a {x.ndim}-D input of "
-                         f"shape {tuple(x.shape)}{hint}")
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W) or one 3-D image (C, H, W), "
+                         f"got a {x.ndim}-D input of shape {tuple(x.shape)}")
 
 
 def add_batch_axis(op, x, batched_ndim=4):
