@@ -176,3 +176,13 @@ def test_write_idx_round_trip_still_reads(tmp_path):
     write_idx(tmp_path / "x.gz", np.arange(6, dtype=np.int16).reshape(2, 3))
     np.testing.assert_array_equal(read_idx(tmp_path / "x.gz"),
                                   np.arange(6, dtype=np.int16).reshape(2, 3))
+
+
+def test_a_zero_dimension_beside_huge_ones_is_refused_not_passed_to_numpy(tmp_path):
+    """Found by the fuzzer above: the size is 0, so the file length matches, but NumPy refuses
+    the shape (0, 82, 100288, 1058187, 1059899) with its own ValueError."""
+    dims = [0, 82, 100288, 1058187, 1059899]
+    path = tmp_path / "zero-and-huge.idx"
+    path.write_bytes(bytes([0, 0, 0x08, len(dims)]) + np.asarray(dims, ">u4").tobytes())
+    with pytest.raises(DataError, match="too large for any array"):
+        read_idx(path)

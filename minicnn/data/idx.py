@@ -102,6 +102,11 @@ def read_idx(path):
             f"{path}: wrong IDX file size: the header declares {shape} {dtype.name} values "
             f"({expected:,} bytes in all) but the file has {len(data):,} "
             f"({len(data) - expected:,} bytes too many)")
+    # NOTE: a zero dimension makes the size 0 whatever the others are, but NumPy still refuses
+    # a shape whose other dimensions multiply past what an array can index
+    if math.prod(d for d in dims if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise DataError(f"{path}: the IDX header declares {shape} {dtype.name} values, a shape "
+                        "too large for any array (a damaged header)")
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))  # a writable copy in native byte order
 
