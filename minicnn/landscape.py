@@ -254,17 +254,19 @@ def layer_responses(model, images):
     if not layers:
         raise ValueError("layer_responses: the model has no BatchNorm2d layers to read the "
                          "responses after (a net built with norm=False has none)")
-    stds, handles = {}, []
+    stds, outputs, handles = {}, {}, []
     for name, module in layers:
-        handles.append(module.register_forward_hook(
-            lambda m, args, out, name=name: stds.__setitem__(name, float(out.data.std()))))
+        def record(m, args, out, name=name):
+            stds[name] = float(out.data.std())
+            outputs[id(m)] = out.data         # a block's bn2 output is its residual F(x)
+        handles.append(module.register_forward_hook(record))
     ratios, block_names = [], []
     blocks = net.blocks() if hasattr(net, "blocks") else []
     names = {id(m): n for n, m in net.named_modules()}
     for block in blocks:
         block_names.append(names[id(block)])
         handles.append(block.register_forward_hook(
-            lambda m, args, out: ratios.append(_block_ratio(m, args[0]))))
+            lambda m, args, out: ratios.append(_block_ratio(m, args[0], outputs[id(m.bn2)]))))
     try:
         with no_grad():
             net(Tensor(np.asarray(images)))
@@ -275,8 +277,8 @@ def layer_responses(model, images):
             "blocks": block_names, "ratio": ratios}
 
 
-def _block_ratio(block, x):
-    """``||F(x)|| / ||x||`` of a CIFAR block: F is its second conv's batch norm output."""
-    residual = block.bn2(block.conv2(block.act(block.bn1(block.conv1(x)))))
+def _block_ratio(block, x, residual):
+    """``||F(x)|| / ||x||`` of a CIFAR block: ``residual`` is F(x), its second batch norm's
+    output; ``x`` is compared as it reaches the addition (through the shortcut)."""
     identity = x if getattr(block, "downsample", None) is None else block.downsample(x)
-    return float(np.linalg.norm(residual.data) / max(np.linalg.norm(identity.data), 1e-12))
+    return float(np.linalg.norm(residual) / max(np.linalg.norm(identity.data), 1e-12))

@@ -17,6 +17,7 @@ from minicnn.checkpoint import CheckpointError
 from minicnn.nn import StateDictError
 from torch_twins import (torch_alexnet, torch_densenet, torch_googlenet,  # noqa: E402
                          torch_resnet, torch_vgg)
+from torch_compare import assert_eval_output_matches
 
 
 # ---- torch twins with torchvision's names (tests/torch_twins.py) ----------------------------
@@ -74,12 +75,7 @@ def test_torchvision_keyed_state_dict_gives_torchs_outputs(name, tmp_path):
     assert report.ok, str(report)
     assert report.missing == report.unexpected == report.mismatched == []
     assert len(report.loaded) == len(model.state_dict())
-    model.eval()
-    with mc.no_grad():
-        got = model(mc.Tensor(x)).numpy()
-    scale = np.abs(expected).max()
-    assert np.std(expected) > 1e-3 * scale    # the outputs are not degenerate
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
+    assert_eval_output_matches(model, x, expected)
 
 
 # ---- round trips --------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""One op against PyTorch on the same arrays: outputs and every input's gradient, float32."""
+"""minicnn against PyTorch on the same arrays: an op's outputs and gradients, a model's outputs."""
 import numpy as np
 
+import minicnn as mc
 from minicnn import Tensor
 
 
@@ -31,3 +32,15 @@ def run_both(fn, torch_fn, arrays, rng):
     for i, (t, tt) in enumerate(zip(ts, tts)):
         close_to_torch(t.grad, tt.grad, f"gradient of input {i}")
     return y
+
+
+def assert_eval_output_matches(model, x, expected):
+    """``model`` in eval mode on ``x`` gives PyTorch's ``expected`` (rtol 1e-4, atol 1e-4 of the
+    largest output), and ``expected`` is not degenerate (a constant output would match anything
+    loaded wrongly)."""
+    model.eval()
+    with mc.no_grad():
+        got = model(mc.Tensor(x)).numpy()
+    scale = np.abs(expected).max()
+    assert np.std(expected) > 1e-3 * scale       # the outputs are not degenerate
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
