@@ -31,6 +31,7 @@ from minicnn.data.presets import DATASETS
 from minicnn.experiments import finetune as finetune_experiment
 from minicnn.experiments import gradflow as gradflow_experiment
 from minicnn.experiments import landscape as landscape_experiment
+from minicnn.experiments import residual as residual_experiment
 from minicnn.gradcheck import gradcheck_model
 from minicnn.models import MODELS, default_input_shape, get_model
 from minicnn.random import manual_seed
@@ -255,6 +256,7 @@ def build_parser():
     gradflow_experiment.register(sub)
     finetune_experiment.register(sub)
     landscape_experiment.register(sub)
+    residual_experiment.register(sub)
 
     train = sub.add_parser("train", help="train a model on a data set")
     classifiers = sorted(name for name in MODELS if name != "unet")

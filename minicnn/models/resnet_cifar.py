@@ -26,7 +26,10 @@ activations and initialisations) the factories also take:
   their signal and gradients) or ``'default'`` (each layer's own ``reset_parameters``); the
   gain follows ``activation``.
   BN weights start at 1 and biases at 0; the fc layer keeps ``Linear``'s default. Conv biases
-  (``norm=False``) start at 0, except with ``'default'``.
+  (``norm=False``) start at 0, except with ``'default'``;
+- ``zero_init_residual=False``: True starts the second BN weight of every residual block at 0
+  (torchvision's option; Goyal et al. 2017, "Accurate, large minibatch SGD", Section 5.1), so
+  that every block starts as the identity and a deep net starts as a shallow one.
 
 ``model.blocks()`` lists the 3n blocks in the order forward runs them (attach hooks there).
 The nets take any input of at least 8x8: 28x28 Fashion-MNIST with ``in_channels=1`` runs through
@@ -116,11 +119,15 @@ class CifarBasicBlock(nn.Module):
 
 class CifarResNet(nn.Module):
     """``CifarResNet(depth=20, num_classes=10, in_channels=3, plain=False, norm=True,
-    activation='relu', init='kaiming_fan_out')``; ``depth = 6n + 2``."""
+    activation='relu', init='kaiming_fan_out', zero_init_residual=False)``; ``depth = 6n + 2``."""
 
     def __init__(self, depth=20, num_classes=10, in_channels=3, plain=False, norm=True,
-                 activation="relu", init="kaiming_fan_out"):
+                 activation="relu", init="kaiming_fan_out", zero_init_residual=False):
         super().__init__()
+        if zero_init_residual and (plain or not norm):
+            raise ValueError("CifarResNet: zero_init_residual=True needs residual blocks with "
+                             "batch norm (a plain block would start as the zero function, and "
+                             "without BN there is no BN weight to zero)")
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CifarResNet: depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, "
                              f"56, 110...), got {depth!r}")
@@ -131,6 +138,7 @@ class CifarResNet(nn.Module):
             raise ValueError(f"CifarResNet: init must be one of {_INITS}, got {init!r}")
         n = (depth - 2) // 6
         self.depth, self.plain, self.norm, self.activation = depth, plain, norm, activation
+        self.zero_init_residual = zero_init_residual
         self.inplanes = 16
         self.conv1 = conv3x3(in_channels, 16, bias=not norm)
         self.bn1 = _norm(16, norm)
@@ -165,6 +173,9 @@ class CifarResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
+        if self.zero_init_residual:
+            for block in self.blocks():
+                nn.init.constant_(block.bn2.weight, 0)   # F(x) = 0: the block is the identity
 
     def blocks(self):
         """The 3n blocks in the order forward runs them."""
@@ -182,7 +193,8 @@ class CifarResNet(nn.Module):
 
 @ships_weights
 def cifar_resnet(depth=20, num_classes=10, in_channels=3, plain=False, norm=True,
-                 activation="relu", init="kaiming_fan_out", pretrained=False):
+                 activation="relu", init="kaiming_fan_out", zero_init_residual=False,
+                 pretrained=False):
     """The CIFAR ResNet of any depth 6n + 2 (8, 14, 20, ...); see the module docstring.
 
     Parameter count with BN: 16*9*c + 32 (stem, c = in_channels) + 3n BasicBlocks + 65 * classes.
@@ -192,7 +204,8 @@ def cifar_resnet(depth=20, num_classes=10, in_channels=3, plain=False, norm=True
     ``pretrained=True`` loads weights minicnn trained on Fashion-MNIST, shipped for
     ``cifar_resnet(8, in_channels=1)`` (see :mod:`minicnn.models.pretrained`).
     """
-    model = CifarResNet(depth, num_classes, in_channels, plain, norm, activation, init)
+    model = CifarResNet(depth, num_classes, in_channels, plain, norm, activation, init,
+                        zero_init_residual)
     if pretrained:
         load_pretrained(model, f"resnet{depth}", dict(
             depth=depth, num_classes=num_classes, in_channels=in_channels, plain=plain,

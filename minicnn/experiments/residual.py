@@ -1,0 +1,257 @@
+"""The residual-learning study and ``minicnn residual``: He et al. 2016 ("Deep residual learning
+for image recognition", https://arxiv.org/abs/1512.03385) Fig. 6 and 7 and Li et al. 2018
+("Visualizing the loss landscape of neural nets", https://arxiv.org/abs/1712.09913) on
+Fashion-MNIST, plain vs residual at depths 20 and 56, several seeds.
+
+    minicnn residual --out experiments/residual --seeds 0 1 2 --workers 2
+
+Every net is trained with one recipe (:data:`RECIPE`), then measured at its final weights:
+
+- the final training error (eval mode, on all its training images) and the test error (once);
+- the largest Hessian eigenvalue of the training loss (:func:`minicnn.landscape.top_hessian_eigenvalue`);
+- for the first seed, the 1-D and 2-D slices of the loss along filter-normalised random
+  directions and the layer responses (He et al. Fig. 7; :func:`minicnn.landscape.layer_responses`).
+
+Each net is one task, run in its own single-threaded worker process (two workers keep two cores
+busy with no thread contention). A task writes ``runs/NAME_seedS.json`` atomically when it ends
+and checkpoints training after every epoch, so a stopped study continues where it stopped when
+the same command runs again. ``summary.json`` and the pictures (:mod:`.residual_plots`) are
+written from the finished tasks.
+"""
+import concurrent.futures
+import json
+import math
+import multiprocessing
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from minicnn import landscape
+from minicnn.data.dataset import ArrayDataset, Subset
+from minicnn.data.loader import DataLoader
+from minicnn.data.presets import load_data
+from minicnn.experiments.landscape import fixed_batches
+from minicnn.models.resnet_cifar import cifar_resnet
+from minicnn.optim import SGD, LambdaLR
+from minicnn.random import manual_seed
+from minicnn.serialization import atomic_write
+from minicnn.training import evaluate, fit
+from minicnn.weights import load as load_weights_file, save as save_weights_file
+
+__all__ = ["RECIPE", "MODELS", "WarmupCosine", "build", "train_task", "run", "summarize",
+           "register"]
+
+#: The one recipe every net of the study trains with (He et al. 2016 Section 4.2 where it fits a
+#: 2-core budget; the differences are named in experiments/residual/README.md).
+RECIPE = {
+    "data": "fashion-mnist", "train_images": 5000, "test_images": 2000, "data_seed": 0,
+    "augmentation": None, "epochs": 12, "batch_size": 128, "optimizer": "SGD",
+    "momentum": 0.9, "weight_decay": 1e-4, "peak_lr": 0.05, "warmup_lr": 0.01,
+    "warmup_epochs": 1, "schedule": "warm-up at warmup_lr, then cosine from peak_lr to 0",
+    "norm": "batch norm", "init": "he (kaiming_fan_out)", "shortcut": "option A (zero padding)",
+    "zero_init_residual": True, "measure_images": 256, "hessian_iterations": 20,
+    "landscape_steps_1d": 21, "landscape_steps_2d": 13,
+}
+
+#: name -> (depth, plain)
+MODELS = {"plain20": (20, True), "plain56": (56, True), "resnet20": (20, False),
+          "resnet56": (56, False)}
+
+
+class WarmupCosine:
+    """The learning-rate factor of epoch ``t`` for :class:`~minicnn.optim.LambdaLR` with base lr
+    ``peak_lr``: ``warmup_lr / peak_lr`` for the first ``warmup`` epochs, then a cosine from 1 to 0
+    over the rest. A callable object, so a checkpoint keeps its settings."""
+
+    def __init__(self, epochs, warmup, warmup_factor):
+        self.epochs, self.warmup, self.warmup_factor = epochs, warmup, warmup_factor
+
+    def __call__(self, t):
+        if t < self.warmup:
+            return self.warmup_factor
+        return 0.5 * (1 + math.cos(math.pi * (t - self.warmup) / max(self.epochs - self.warmup, 1)))
+
+
+def build(name, recipe=RECIPE, in_channels=1):
+    """The net ``name`` of :data:`MODELS` as the recipe builds it."""
+    depth, plain = MODELS[name]
+    return cifar_resnet(depth, 10, in_channels, plain=plain,
+                        zero_init_residual=recipe["zero_init_residual"] and not plain)
+
+
+def datasets(recipe=RECIPE, log=None):
+    """``(train, test)``: the recipe's fixed subsets, normalised, held in memory."""
+    train, test, _, _ = load_data(recipe["data"], "auto", False, None, log)
+    rng = np.random.default_rng(recipe["data_seed"])
+    picked = [Subset(split, np.sort(rng.choice(len(split), min(n, len(split)), replace=False)))
+              for split, n in ((train, recipe["train_images"]), (test, recipe["test_images"]))]
+    return [ArrayDataset(*split.get_batch(np.arange(len(split)))) for split in picked]
+
+
+def _paths(out, name, seed):
+    runs = pathlib.Path(out) / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    stem = runs / f"{name}_seed{seed}"
+    return (stem.with_suffix(".json"), stem.with_name(stem.name + "_checkpoint.npz"),
+            stem.with_name(stem.name + "_weights.npz"), stem.with_name(stem.name + ".log"))
+
+
+def train_task(name, seed, out, recipe=RECIPE, landscape_too=False):
+    """Train net ``name`` with ``seed`` (resuming its checkpoint), measure it, write its json.
+    Returns the json's dict. Runs in a worker process; logs to ``runs/NAME_seedS.log``."""
+    result_path, checkpoint, weights, log_path = _paths(out, name, seed)
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    log_file = open(log_path, "a")
+
+    def log(line):
+        log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+        log_file.flush()
+
+    started = time.perf_counter()
+    train, test = datasets(recipe)
+    manual_seed(seed)
+    model = build(name, recipe)
+    opt = SGD(model.parameters(), lr=recipe["peak_lr"], momentum=recipe["momentum"],
+              weight_decay=recipe["weight_decay"])
+    scheduler = LambdaLR(opt, WarmupCosine(recipe["epochs"], recipe["warmup_epochs"],
+                                           recipe["warmup_lr"] / recipe["peak_lr"]))
+    loader = DataLoader(train, batch_size=recipe["batch_size"], shuffle=True, seed=seed)
+    history = fit(model, opt, loader, recipe["epochs"], scheduler=scheduler,
+                  checkpoint_path=checkpoint, resume=True, progress=False,
+                  log=lambda line: log(f"{name} seed {seed} {line}"))
+    save_weights_file(weights, model)
+    _, train_acc = evaluate(model, DataLoader(train, batch_size=500))
+    _, test_acc = evaluate(model, DataLoader(test, batch_size=500))   # the one look at test
+    log(f"train error {1 - train_acc:.4f}, test error {1 - test_acc:.4f}")
+    result = {"name": name, "seed": seed, "train_error": 1 - train_acc,
+              "test_error": 1 - test_acc, "history": history,
+              "train_seconds": time.perf_counter() - started}
+    result.update(measure(model, train, seed, recipe, out if landscape_too else None, name, log))
+    result["seconds"] = time.perf_counter() - started
+    with atomic_write(result_path, "w") as f:
+        json.dump(result, f)
+    log(f"done in {result['seconds']:.0f} s")
+    log_file.close()
+    return result
+
+
+def measure(model, train, seed, recipe, landscape_out, name, log):
+    """The top Hessian eigenvalue and layer responses; with ``landscape_out`` also the 1-D and
+    2-D loss slices, written to ``landscape_out/landscape_NAME.npz``."""
+    batches = fixed_batches(train, recipe["measure_images"], seed=0)
+    value, history = landscape.top_hessian_eigenvalue(
+        model, batches, iterations=recipe["hessian_iterations"], seed=seed, progress=False)
+    log(f"top Hessian eigenvalue {value:.4g} after {len(history)} iterations")
+    responses = landscape.layer_responses(model, batches[0][0])
+    result = {"top_hessian_eigenvalue": value, "power_iteration": list(map(float, history)),
+              "loss_on_measure_images": landscape.batch_loss(model.eval(), batches),
+              "responses": responses}
+    if landscape_out is not None:
+        one = landscape.loss_slice_1d(model, batches,
+                                      np.linspace(-1, 1, recipe["landscape_steps_1d"]), seed=0,
+                                      progress=False)
+        two = landscape.loss_slice_2d(model, batches,
+                                      np.linspace(-1, 1, recipe["landscape_steps_2d"]), seed=0,
+                                      progress=False)
+        path = pathlib.Path(landscape_out) / f"landscape_{name}.npz"
+        with atomic_write(path) as f:
+            np.savez(f, slice_1d_steps=one["steps"], slice_1d_loss=one["loss"],
+                     slice_2d_steps=two["steps"], slice_2d_loss=two["loss"])
+        result["landscape"] = path.name
+        log(f"landscape written to {path}")
+    return result
+
+
+def _single_threaded():
+    for var in ("MINICNN_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def run(out, seeds=(0, 1, 2), names=tuple(MODELS), workers=2, recipe=RECIPE, log=print):
+    """Every (net, seed) task of the study on ``workers`` single-threaded processes, deepest
+    nets first; then :func:`summarize`. Finished tasks are skipped, stopped ones resumed."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "recipe.json", "w") as f:
+        json.dump(recipe, f, indent=1)
+    tasks = sorted(((name, seed) for seed in seeds for name in names),
+                   key=lambda t: (t[1], -MODELS[t[0]][0]))
+    saved = dict(os.environ)
+    _single_threaded()          # the workers inherit this environment
+    try:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(train_task, name, seed, str(out), recipe,
+                                   seed == seeds[0]): (name, seed) for name, seed in tasks}
+            for future in concurrent.futures.as_completed(futures):
+                name, seed = futures[future]
+                r = future.result()
+                if log:
+                    log(f"{name} seed {seed}: train error {100 * r['train_error']:.2f}%, test "
+                        f"error {100 * r['test_error']:.2f}%, top Hessian eigenvalue "
+                        f"{r['top_hessian_eigenvalue']:.3g} ({r['seconds']:.0f} s)")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return summarize(out, recipe)
+
+
+def summarize(out, recipe=None):
+    """``summary.json`` from the finished tasks in ``out/runs``: per net, one entry per seed
+    (sorted by seed) of the final training error, the test error and the top Hessian
+    eigenvalue, and the landscape file of the first seed."""
+    out = pathlib.Path(out)
+    if recipe is None:
+        recipe = json.loads((out / "recipe.json").read_text())
+    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*_seed*.json"))]
+    models = {}
+    for name in MODELS:
+        mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        models[name] = {"seeds": [r["seed"] for r in mine],
+                        "train_error": [r["train_error"] for r in mine],
+                        "test_error": [r["test_error"] for r in mine],
+                        "top_hessian_eigenvalue": [r["top_hessian_eigenvalue"] for r in mine]}
+        files = [r["landscape"] for r in mine if "landscape" in r]
+        if files:
+            models[name]["landscape"] = files[0]
+    summary = {"recipe": recipe, "models": models}
+    with atomic_write(out / "summary.json", "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def register(subparsers):
+    """Add ``minicnn residual`` to the command line's subparsers."""
+    p = subparsers.add_parser(
+        "residual", help="the residual-learning study: plain vs residual nets at depths 20 and "
+                         "56, several seeds; training error, test error, curvature, landscapes")
+    p.add_argument("--out", default="runs/residual", help="output folder (resumes what is there)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--workers", type=int, default=2, help="single-threaded processes (default 2)")
+    p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    p.add_argument("--train-images", type=int, default=RECIPE["train_images"])
+    p.add_argument("--summarize-only", action="store_true",
+                   help="only rewrite summary.json and the pictures from finished runs")
+    p.set_defaults(func=_cmd_residual)
+    return p
+
+
+def _cmd_residual(args):
+    recipe = dict(RECIPE, epochs=args.epochs, train_images=args.train_images)
+    if args.summarize_only:
+        summary = summarize(args.out)
+    else:
+        summary = run(args.out, tuple(args.seeds), tuple(args.models), args.workers, recipe)
+    for name, m in summary["models"].items():
+        print(f"{name}: train error {np.mean(m['train_error']):.4f} (seeds {m['seeds']}: "
+              f"{', '.join(f'{e:.4f}' for e in m['train_error'])}), test error "
+              f"{np.mean(m['test_error']):.4f}")
+    print(f"wrote {args.out}/summary.json")
+    return 0
