@@ -35,7 +35,7 @@ LAYERS = [
      ["minicnn.training", "minicnn.checkpoint", "minicnn.weights", "minicnn.plots",
       "minicnn.saving", "minicnn.runlock", "minicnn.run_settings", "minicnn.step_timing"]),
     ("tools", "measurement tools: gradient flow, transfer learning, landscapes",
-     ["minicnn.gradflow", "minicnn.transfer", "minicnn.landscape"]),
+     ["minicnn.gradflow", "minicnn.transfer", "minicnn.landscape", "minicnn.stats"]),
     ("package", "`import minicnn as mc`: the public names", ["minicnn"]),
     ("experiments", "the lecture's experiments: runners, their pictures, their commands",
      ["minicnn.experiments"]),

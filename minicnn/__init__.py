@@ -30,7 +30,7 @@ from minicnn.training import TrainingDiverged, evaluate, fit  # noqa: E402
 from minicnn.summary import summary  # noqa: E402  (the function; the module stays importable)
 from minicnn.profiler import profile  # noqa: E402
 from minicnn.plots import plot_history  # noqa: E402
-from minicnn import gradflow, landscape, transfer, weights  # noqa: E402
+from minicnn import gradflow, landscape, stats, transfer, weights  # noqa: E402
 from minicnn.saving import load, save  # noqa: E402  (torch.save / torch.load of a state dict)
 
 __all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "enable_grad",
@@ -38,7 +38,7 @@ __all__ = ["Tensor", "Function", "no_grad", "detect_anomaly", "AnomalyError", "e
            "stack", "split", "manual_seed", "cuda", "backend", "reference_kernels", "nn", "optim", "data", "models",
            "fit", "evaluate", "TrainingDiverged", "save_checkpoint", "load_checkpoint",
            "save_weights", "load_weights", "CheckpointError", "summary", "plot_history", "gradflow",
-           "transfer", "weights", "landscape",
+           "transfer", "weights", "landscape", "stats",
            "__version__"]
 __all__ += ["abs", "amax", "amin", "clamp", "clip", "clone", "exp", "flatten", "log", "max",
             "maximum", "mean", "min", "minimum", "permute", "pow", "reshape", "sigmoid", "softmax",
