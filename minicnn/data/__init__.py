@@ -18,7 +18,11 @@
 * :mod:`minicnn.data.transforms`: batch-wise ``Normalize``, ``RandomCrop``,
   ``RandomHorizontalFlip``, ``Pad``, ``ToFloat``, ``Compose``.
 * :func:`load_data` (:mod:`minicnn.data.presets`): a data set by name, normalised with its
-  training set's mean and std (``NORMALIZE``), as ``minicnn train`` and the experiments use it.
+  training set's mean and std (``NORMALIZE``), as ``minicnn train`` and the experiments use it;
+  ``val_fraction=0.1`` holds a validation part out of its training split.
+* :func:`random_split` (PyTorch's, :mod:`minicnn.data.split`): non-overlapping random parts of
+  a data set, by counts or fractions, the same parts for the same ``seed``;
+  :func:`hold_out_validation`: a validation part of a training set, without its augmentation.
 
 Every problem with a file is a :class:`DataError` naming the file and what is wrong; a missing
 data set is a :class:`DatasetNotFoundError` listing the folders searched and how to get it.
@@ -33,6 +37,7 @@ from minicnn.data.mnist import (MNIST, FashionMNIST, fashion_mnist_message, load
                                 load_fashion_mnist)
 from minicnn.data.presets import DATASETS, NORMALIZE, load_data
 from minicnn.data.segmentation import SyntheticShapes
+from minicnn.data.split import describe_splits, hold_out_validation, random_split
 from minicnn.data.transforms import (Compose, Normalize, Pad, RandomCrop, RandomHorizontalFlip,
                                      ToFloat, ToTensor)
 
@@ -40,4 +45,5 @@ __all__ = ["read_idx", "write_idx", "FashionMNIST", "MNIST", "CIFAR10", "read_ci
            "SyntheticShapes", "ArrayDataset", "Subset", "DataLoader", "load_fashion_mnist",
            "load_bundled_subset", "fashion_mnist_message", "transforms", "Compose", "ToFloat",
            "ToTensor", "Normalize", "Pad", "RandomCrop", "RandomHorizontalFlip", "DataError",
-           "ChecksumError", "DatasetNotFoundError", "load_data", "NORMALIZE", "DATASETS"]
+           "ChecksumError", "DatasetNotFoundError", "load_data", "NORMALIZE", "DATASETS",
+           "random_split", "hold_out_validation", "describe_splits"]
