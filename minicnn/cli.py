@@ -63,6 +63,20 @@ positive_float = _number(float, 0.0, strict=True)
 non_negative_float = _number(float, 0.0, strict=False)
 
 
+def fraction_argument(text):
+    """``--val-fraction``: a number in [0, 1), checked while parsing."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not < 1 (the fraction of the training "
+                                         "images held out for validation)")
+    return value
+
+
+VAL_FRACTION_HELP = ("fraction of the training images held out for validation (default 0.1; "
+                     "always the same images); the test set is evaluated once, at the end. "
+                     "0: no validation")
+
+
 def device_argument(text):
     """``--device``: cpu, cuda or auto, checked now (cuda without a GPU is bad usage)."""
     try:
@@ -131,7 +145,8 @@ def cmd_train(args):
                 args.momentum, args.weight_decay, args.schedule, args.augment, args.device,
                 args.out, args.seed, args.subset, args.resume,
                 progress=False if args.no_progress else None, root=args.root,
-                extend_schedule=args.extend_schedule, command=_command_line(args))
+                extend_schedule=args.extend_schedule, command=_command_line(args),
+                val_fraction=args.val_fraction)
     return 0
 
 
@@ -143,7 +158,7 @@ def cmd_demo(args):
                 subset="bundled" if args.subset else "auto", resume=args.resume,
                 progress=False if args.no_progress else None,
                 model_kwargs={"activation": "relu", "pool": "max"},
-                command=_command_line(args))
+                command=_command_line(args), val_fraction=args.val_fraction)
     print(f"training curves: {args.out}/curves.png; weights: {args.out}/weights.npz")
     return 0
 
@@ -217,6 +232,8 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--subset", action="store_true",
                       help="use the bundled subset even when the full set is installed")
+    demo.add_argument("--val-fraction", type=fraction_argument, default=0.1,
+                      help=VAL_FRACTION_HELP)
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument("--resume", action="store_true",
                       help="continue from OUT/checkpoint.npz when it exists")
@@ -278,6 +295,8 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--subset", default="auto", choices=("auto", "full", "bundled"),
                        help="Fashion-MNIST: the full set, the bundled subset, or auto (default)")
+    train.add_argument("--val-fraction", type=fraction_argument, default=0.1,
+                       help=VAL_FRACTION_HELP)
     train.add_argument("--root", default=None, help="folder holding the data set files")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/checkpoint.npz when it exists; refused when a "

@@ -5,12 +5,32 @@ per run, so "the deeper plain net is worse even on its training data" is visible
     mc.plot_history(history, "run/curves.png")                       # one run
     mc.plot_history({"plain-20": h1, "resnet-20": h2}, "cmp.png")     # several, compared
 
+:func:`epoch_line` is the same history in words: the one line :func:`minicnn.fit` prints per
+epoch. A run shows "val"/"validation" only for what it measured on a validation split (its
+``val_loader``); without one the line and the curves show training alone.
+
 Drawn with matplotlib's Agg renderer on a figure of its own (no ``pyplot``, so no window opens,
 nothing changes the backend of a notebook, and no figure is left open), and saved atomically.
 """
 from minicnn.serialization import atomic_write
 
-__all__ = ["plot_history"]
+__all__ = ["plot_history", "epoch_line", "percent"]
+
+
+def percent(accuracy):
+    """``0.8512`` -> ``'85.12%'``; None (nothing was classified) -> ``'-'``."""
+    return "-" if accuracy is None else f"{100 * accuracy:.2f}%"
+
+
+def epoch_line(record, epochs):
+    """One epoch's line: ``epoch 3/10  train loss 0.4123 acc 85.12%  val loss ... img/s``
+    (``record``: one epoch of a history; the val part only when it was measured)."""
+    line = (f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  train loss "
+            f"{record['train_loss']:.4f} acc {percent(record['train_acc'])}  ")
+    if record["val_loss"] is not None:
+        line += f"val loss {record['val_loss']:.4f} acc {percent(record['val_acc'])}  "
+    return line + (f"lr {record['lr']:.4g}  {record['seconds']:.1f} s  "
+                   f"{record['images_per_s'] or 0:,.0f} img/s")
 
 
 def _runs(history):

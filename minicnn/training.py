@@ -1,7 +1,8 @@
 """The training loop: :func:`fit` trains a model for some epochs, :func:`evaluate` measures it.
 
-    history = mc.fit(model, optimizer, train_loader, epochs=5, val_loader=test_loader,
+    history = mc.fit(model, optimizer, train_loader, epochs=5, val_loader=val_loader,
                      checkpoint_path="run/checkpoint.npz")
+    test_loss, test_accuracy = mc.evaluate(model, test_loader)     # once, at the very end
     mc.plot_history(history, "run/curves.png")
 
 Every step of every epoch does the five things every training loop does::
@@ -13,7 +14,8 @@ Every step of every epoch does the five things every training loop does::
     optimizer.step()                     # move the parameters against their gradients
 
 Around that: a progress bar (loss, accuracy, images/s), one summary line per epoch, an
-evaluation on ``val_loader``, the learning-rate schedule, the history as plain data, and a
+evaluation on ``val_loader`` (images held out of the TRAINING set, e.g. by ``mc.data.
+random_split``; never the test set), the learning-rate schedule, the history as plain data, a
 checkpoint after every epoch. ``fit(..., resume=True)`` continues from that checkpoint exactly
 as if training had never stopped: the model, the optimiser's momentum, the schedule, the random
 generator (dropout masks, shuffling) and the history all come back. A loss that becomes NaN or
@@ -39,13 +41,14 @@ from minicnn.autograd import Tensor, no_grad
 from minicnn.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from minicnn.data.loader import DataLoader
 from minicnn.data.presets import DATASETS, load_data
+from minicnn.data.split import SPLIT_SEED, check_fraction, describe_splits, hold_out_validation
 from minicnn.models import factory_of
 from minicnn.nn import functional as F
 from minicnn.optim import SGD, Adam, CosineAnnealingLR
-from minicnn.plots import plot_history
+from minicnn.plots import epoch_line, percent, plot_history
 from minicnn.random import manual_seed
-from minicnn.run_settings import (check_arguments, check_learning_rates, compare_settings,
-                                  extend_schedule, run_settings)
+from minicnn.run_settings import (UsageError, check_arguments, check_learning_rates,
+                                  compare_settings, extend_schedule, run_settings)
 from minicnn.runlock import prepare_run_folder
 from minicnn.serialization import atomic_write
 from minicnn.step_timing import NotAClassifier, time_training_steps
@@ -179,20 +182,6 @@ def _progress_bar(loader, description, enabled):
                 file=sys.stderr, dynamic_ncols=True)
 
 
-def _percent(accuracy):
-    return "-" if accuracy is None else f"{100 * accuracy:.2f}%"
-
-
-def _summary(record, epochs):
-    """One epoch's line: ``epoch 3/10  train loss 0.4123 acc 85.12%  val loss ... img/s``."""
-    line = (f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  train loss "
-            f"{record['train_loss']:.4f} acc {_percent(record['train_acc'])}  ")
-    if record["val_loss"] is not None:
-        line += f"val loss {record['val_loss']:.4f} acc {_percent(record['val_acc'])}  "
-    return line + (f"lr {record['lr']:.4g}  {record['seconds']:.1f} s  "
-                   f"{record['images_per_s'] or 0:,.0f} img/s")
-
-
 def _say(log, message):
     if log is not None:
         log(message)
@@ -254,7 +243,7 @@ def _train_one_epoch(model, optimizer, loader, loss_fn, epoch, epochs, progress,
             average.update(value, outputs, targets)
             if progress:
                 seconds = time.perf_counter() - started
-                bar.set_postfix_str(f"loss {average.loss:.4f}  acc {_percent(average.accuracy)}"
+                bar.set_postfix_str(f"loss {average.loss:.4f}  acc {percent(average.accuracy)}"
                                     f"  {average.images / seconds:,.0f} img/s", refresh=False)
             bar.update()
         bar.refresh()  # draw the final numbers even when the epoch was quicker than a redraw
@@ -361,7 +350,7 @@ def _fit_epoch(model, optimizer, train_loader, val_loader, loss_fn, scheduler, c
               "images_per_s": train.images / train_seconds if train_seconds else None}
     for key in HISTORY_KEYS:
         history.setdefault(key, []).append(record[key])
-    _say(log, _summary(record, epochs))
+    _say(log, epoch_line(record, epochs))
 
     _check_parameters_finite(model, epoch)
     if checkpoint_path is not None:
@@ -401,10 +390,13 @@ def train_model(model="lenet5", data="fashion-mnist", epochs=5, batch_size=128, 
                 optimizer="adam", momentum=0.9, weight_decay=0.0, schedule="cosine",
                 augment=False, device="auto", out="runs/train", seed=0, subset="auto",
                 resume=False, progress=None, root=None, model_kwargs=None, log=print,
-                extend_schedule=None, command=None):
+                extend_schedule=None, command=None, val_fraction=0.1):
     """Train a model on a data set of :func:`minicnn.data.load_data`; write ``checkpoint.npz``
     (every epoch), ``weights.npz``, ``history.json`` and ``curves.png`` into ``out``. Returns
     ``(model, history, test_accuracy)``. The engine of ``minicnn train`` and ``minicnn demo``.
+
+    ``val_fraction`` of the training images (the same ones in every run) are held out for the
+    epoch lines' validation (0: none); the test set is evaluated once, after the last epoch.
 
     ``model``: a name of ``mc.models.MODELS`` or a FACTORY, any callable that builds the
     network. It is called with ``num_classes`` and ``in_channels`` of the data, ``input_size``
@@ -422,11 +414,13 @@ def train_model(model="lenet5", data="fashion-mnist", epochs=5, batch_size=128, 
     """
     check_arguments(epochs, batch_size, lr, momentum, weight_decay, schedule, optimizer, data,
                     subset, DATASETS, extend_schedule)
+    check_fraction(val_fraction, UsageError)
     device = backend.normalize_device(device)
     name = model if isinstance(model, str) else getattr(model, "__name__", repr(model))
     lr_in_use = lr if lr is not None else (1e-3 if optimizer == "adam" else 0.05)
     settings = run_settings(name, model_kwargs, data, subset, batch_size, optimizer, lr_in_use,
                             momentum, weight_decay, schedule, epochs, augment, seed)
+    settings["validation"] = {"fraction": val_fraction, "split_seed": SPLIT_SEED}
     with prepare_run_folder(out, log, command) as folder:
         checkpoint_path = pathlib.Path(folder) / "checkpoint.npz"
         saved = (read_checkpoint(checkpoint_path)
@@ -444,6 +438,8 @@ def train_model(model="lenet5", data="fashion-mnist", epochs=5, batch_size=128, 
         manual_seed(seed)
         train, test, channels, size = load_data(data, subset, augment, root, log)
         settings["subset"] = "bundled" if getattr(train, "is_subset", False) else "full"
+        train, val = hold_out_validation(train, val_fraction, test.transform, SPLIT_SEED)
+        _say(log, describe_splits(train, val, test))
         if saved_settings is not None:
             compare_settings(checkpoint_path, saved_settings, settings, done, extend_schedule,
                              keys=["subset"])
@@ -452,15 +448,15 @@ def train_model(model="lenet5", data="fashion-mnist", epochs=5, batch_size=128, 
                 extensions.append({"at_epoch": done, "epochs": epochs, "how": extend_schedule})
             settings["extensions"] = extensions
             settings["schedule_length"] = saved_settings.get("schedule_length", epochs)
-        return _train_in_folder(model, name, data, settings, device, train, test, channels, size,
-                                model_kwargs, pathlib.Path(folder), resume, progress, log,
-                                saved_settings, extend_schedule)
+        return _train_in_folder(model, name, data, settings, device, (train, val, test),
+                                channels, size, model_kwargs, pathlib.Path(folder), resume,
+                                progress, log, saved_settings, extend_schedule)
 
 
-def _train_in_folder(model, name, data, settings, device, train, test, channels, size,
+def _train_in_folder(model, name, data, settings, device, splits, channels, size,
                      model_kwargs, out, resume, progress, log, saved_settings, extend):
     """The rest of :func:`train_model`, once the folder is held and the settings checked."""
-    epochs = settings["epochs"]
+    epochs, (train, val, test) = settings["epochs"], splits
     num_classes = len(getattr(train, "classes", range(10)))
     net, _ = build_model(model, num_classes, channels, size, model_kwargs)
     net = net.to(device)
@@ -471,7 +467,7 @@ def _train_in_folder(model, name, data, settings, device, train, test, channels,
                  if settings["schedule"] == "cosine" else None)
     train_loader = DataLoader(train, batch_size=settings["batch_size"], shuffle=True,
                               device=device)
-    test_loader = DataLoader(test, batch_size=1000, device=device)
+    val_loader = DataLoader(val, batch_size=1000, device=device) if val is not None else None
 
     def after_resume(saved):
         """Continue the schedule as asked, and never train an epoch at lr 0 by accident."""
@@ -489,12 +485,13 @@ def _train_in_folder(model, name, data, settings, device, train, test, channels,
     _say(log, f"{name}: {n_params:,} parameters on {device}; {settings['optimizer']} lr "
               f"{opt.param_groups[0]['lr']:g} ({settings['schedule']}), batch "
               f"{settings['batch_size']}, {epochs} epochs; writing to {out}/")
-    history = fit(net, opt, train_loader, epochs, val_loader=test_loader, scheduler=scheduler,
+    history = fit(net, opt, train_loader, epochs, val_loader=val_loader, scheduler=scheduler,
                   checkpoint_path=out / "checkpoint.npz", resume=resume, progress=progress,
                   log=log, extra={"settings": settings}, after_resume=after_resume)
     save_weights(out / "weights.npz", net)
     save_history(history, out / "history.json")
     plot_history(history, out / "curves.png", title=f"{name} on {data}")
-    _, test_accuracy = evaluate(net, test_loader)
-    _say(log, f"test accuracy {100 * test_accuracy:.2f}%  ({len(test):,} test images)")
+    _, test_accuracy = evaluate(net, DataLoader(test, batch_size=1000, device=device))
+    _say(log, f"test accuracy {100 * test_accuracy:.2f}%  ({len(test):,} test images, "
+              "evaluated once, after the last epoch)")
     return net, history, test_accuracy

@@ -19,8 +19,8 @@ import numpy as np
 from minicnn.data.dataset import Subset
 from minicnn.random import get_generator
 
-__all__ = ["random_split", "split_lengths", "hold_out_validation", "with_transform",
-           "describe_splits", "SPLIT_SEED"]
+__all__ = ["random_split", "split_lengths", "hold_out_validation", "check_fraction",
+           "with_transform", "describe_splits", "SPLIT_SEED"]
 
 #: the seed of the validation split of ``minicnn train`` and the data presets: fixed, so that
 #: every run (every training seed, a resumed run) holds out the same images
@@ -112,6 +112,13 @@ def with_transform(dataset, transform):
     return twin
 
 
+def check_fraction(fraction, error=ValueError):
+    """Raise ``error`` unless ``fraction`` is a validation fraction: a number in [0, 1)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or \
+            not 0 <= fraction < 1:
+        raise error(f"the validation fraction must be a number in [0, 1), got {fraction!r}")
+
+
 def hold_out_validation(train, fraction, eval_transform=None, seed=SPLIT_SEED):
     """``(train part, validation part)``: ``round(fraction * len(train))`` images of ``train``
     drawn with ``seed`` are held out for validation, the rest trained on. ``fraction`` 0 holds
@@ -121,9 +128,7 @@ def hold_out_validation(train, fraction, eval_transform=None, seed=SPLIT_SEED):
     the test set's, normally just the normalisation, whenever ``train`` is augmented); None
     keeps ``train``'s. ``seed`` is fixed by default: the same images are held out on every run.
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or \
-            not 0 <= fraction < 1:
-        raise ValueError(f"the validation fraction must be a number in [0, 1), got {fraction!r}")
+    check_fraction(fraction)
     if fraction == 0:
         return train, None
     n = len(train)
