@@ -288,3 +288,31 @@ def test_cli_degradation_writes_curves(tmp_path):
     assert len(run["history"]["train_loss"]) == 1 and 0 <= run["final"]["test_error"] <= 1
     assert [s["step"] for s in run["gradflow"]] == [0, 1]
     assert (tmp_path / "degradation.png").stat().st_size > 0
+
+
+def test_degradation_validates_on_held_out_training_images_and_tests_once():
+    """The per-epoch curve is measured on training images that were not trained on (never on
+    the test images); the training and test images are the ones drawn before the validation
+    part existed, so the committed runs stay reproducible."""
+    from minicnn.data.dataset import ArrayDataset
+    from minicnn.experiments.gradflow import _pick
+    train = ArrayDataset(np.zeros((100, 2, 2), np.uint8), np.arange(100))
+    test = ArrayDataset(np.zeros((40, 2, 2), np.uint8), np.arange(40))
+    part, val, test_part = _pick(train, test, 60, 30, 20, seed=3)
+    assert not set(part.indices) & set(val.indices) and len(val) == 30
+    rng = np.random.default_rng(3)                 # the draws of the runs made before
+    assert np.array_equal(part.indices, np.sort(rng.choice(100, 60, replace=False)))
+    assert np.array_equal(test_part.indices, np.sort(rng.choice(40, 20, replace=False)))
+    assert _pick(train, test, 100, 30, 20, seed=3)[1] is None   # nothing left to hold out
+    assert len(_pick(train, test, 90, 30, 20, seed=3)[1]) == 10
+
+
+def test_degradation_records_validation_per_epoch_and_the_test_error_at_the_end():
+    result = gradflow_experiment.degradation(depths=(8,), epochs=1, train_size=32, test_size=16,
+                                             val_size=24, batch_size=16, record_every=100,
+                                             log=None)
+    assert result["recipe"]["val_images"] == 24 and result["recipe"]["test_images"] == 16
+    run = result["runs"]["plain-8"]
+    assert run["history"]["val_acc"][0] is not None
+    assert run["final"]["val_error"] == pytest.approx(1 - run["history"]["val_acc"][-1])
+    assert 0 <= run["final"]["test_error"] <= 1

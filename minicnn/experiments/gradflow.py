@@ -48,27 +48,46 @@ def _datasets(data, root=None, log=print):
 
 # ---- the degradation experiment (He et al. 2016, Fig. 6) --------------------------------------
 
+def _pick(train, test, train_size, val_size, test_size, seed):
+    """``(train, validation, test)`` parts drawn with ``seed``: the validation images from the
+    training images NOT trained on (None when none are left), the test images from the test
+    set. NOTE: drawn in this order so that the training and test images are the ones of the
+    runs made before the validation part existed (the committed results)."""
+    rng = np.random.default_rng(seed)
+    train_size, test_size = min(train_size, len(train)), min(test_size, len(test))
+    train_idx = np.sort(rng.choice(len(train), train_size, replace=False))
+    test_idx = np.sort(rng.choice(len(test), test_size, replace=False))
+    rest = np.setdiff1d(np.arange(len(train)), train_idx)
+    val_idx = np.sort(rng.choice(rest, min(val_size, len(rest)), replace=False))
+    return (Subset(train, train_idx), Subset(train, val_idx) if len(val_idx) else None,
+            Subset(test, test_idx))
+
+
 def degradation(depths=(20, 56), epochs=10, train_size=5000, test_size=1000, batch_size=64,
                 lr=0.1, momentum=0.9, weight_decay=1e-4, data="fashion-mnist", seed=0,
-                record_every=50, out=None, root=None, log=print):
+                record_every=50, out=None, root=None, log=print, val_size=None):
     """Train the plain and the residual CIFAR net of each depth with one recipe and budget.
 
     The recipe (the same for every net): ``train_size`` training images picked with ``seed``
     (no augmentation), SGD with momentum and weight decay, ``lr`` with a cosine schedule over
-    ``epochs``, batch norm, He init, batches of ``batch_size`` in a seeded order; the test error
-    on ``test_size`` test images after every epoch. The gradient flow is recorded every
-    ``record_every`` steps on the way. With ``out``, ``degradation.json`` is rewritten after
-    each net (a stopped run keeps what it finished) and the curves are drawn at the end.
+    ``epochs``, batch norm, He init, batches of ``batch_size`` in a seeded order; the
+    validation error after every epoch on ``val_size`` (default: as many as ``test_size``)
+    other training images, held out; the test error on ``test_size`` test images once, at the
+    end. The gradient flow is recorded every ``record_every`` steps on the way. With ``out``,
+    ``degradation.json`` is rewritten after each net (a stopped run keeps what it finished) and
+    the curves are drawn at the end.
 
     Returns ``{"recipe": {...}, "runs": {"plain-20": {"history": ..., "final": ...,
-    "gradflow": [snapshots]}, ...}}``.
+    "gradflow": [snapshots]}, ...}}``: ``history`` per epoch (its ``val_*`` on the validation
+    images), ``final`` the training, validation and test errors at the end.
     """
     train, test, channels = _datasets(data, root, log)
-    rng = np.random.default_rng(seed)
-    train_size, test_size = min(train_size, len(train)), min(test_size, len(test))
-    train = Subset(train, np.sort(rng.choice(len(train), train_size, replace=False)))
-    test = Subset(test, np.sort(rng.choice(len(test), test_size, replace=False)))
-    recipe = {"data": data, "train_images": train_size, "test_images": test_size,
+    train, val, test = _pick(train, test, train_size, test_size if val_size is None else val_size,
+                             test_size, seed)
+    train_size, test_size, val_size = len(train), len(test), len(val) if val is not None else 0
+    recipe = {"data": data, "train_images": train_size, "val_images": val_size,
+              "validation": "held out of the training images not trained on",
+              "test_images": test_size,
               "epochs": epochs, "batch_size": batch_size, "optimizer": "SGD", "lr": lr,
               "momentum": momentum, "weight_decay": weight_decay, "schedule": "cosine",
               "norm": "batch norm", "init": "he (kaiming_fan_out)", "activation": "relu",
@@ -84,25 +103,30 @@ def degradation(depths=(20, 56), epochs=10, train_size=5000, test_size=1000, bat
             scheduler = CosineAnnealingLR(opt, epochs)
             train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, seed=seed)
             train_eval_loader = DataLoader(train, batch_size=500)
-            test_loader = DataLoader(test, batch_size=500)
+            val_loader = DataLoader(val, batch_size=500) if val is not None else None
             if log:
                 log(f"degradation: {label}, {epochs} epochs of {train_size} images")
             started = time.perf_counter()
             with GradFlowRecorder(model, every=record_every) as recorder:
-                history = fit(model, opt, train_loader, epochs, val_loader=test_loader,
+                history = fit(model, opt, train_loader, epochs, val_loader=val_loader,
                                  scheduler=scheduler, progress=False,
                                  log=(lambda line, label=label: log(f"  {label} {line}"))
                                  if log else None)
             train_loss, train_acc = evaluate(model, train_eval_loader)
-            test_loss, test_acc = evaluate(model, test_loader)
+            # the test images: once, at the end of each run (nothing is chosen from them)
+            test_loss, test_acc = evaluate(model, DataLoader(test, batch_size=500))
             final = {"train_loss": train_loss, "train_error": 1 - train_acc,
+                     "val_loss": history["val_loss"][-1],
+                     "val_error": (1 - history["val_acc"][-1] if val is not None else None),
                      "test_loss": test_loss, "test_error": 1 - test_acc,
                      "seconds": time.perf_counter() - started}
             result["runs"][label] = {"history": history, "final": final,
                                      "gradflow": recorder.snapshots}
             if log:
+                val_error = ("-" if val is None else f"{100 * final['val_error']:.2f}%")
                 log(f"  {label}: train error (eval mode) {100 * final['train_error']:.2f}%, "
-                    f"test error {100 * final['test_error']:.2f}%, {final['seconds']:.0f} s")
+                    f"validation error {val_error}, test error "
+                    f"{100 * final['test_error']:.2f}%, {final['seconds']:.0f} s")
             if out is not None:
                 save_json(result, pathlib.Path(out) / "degradation.json", indent=None)
     if out is not None:
@@ -206,7 +230,11 @@ def register(subparsers):
                    help="train plain and residual nets of --depths with one recipe instead")
     d.add_argument("--epochs", type=int, default=10)
     d.add_argument("--train-size", type=int, default=5000, help="training images used")
-    d.add_argument("--test-size", type=int, default=1000, help="test images used")
+    d.add_argument("--test-size", type=int, default=1000,
+                   help="test images, evaluated once at the end of each run")
+    d.add_argument("--val-size", type=int, default=None,
+                   help="validation images, held out of the training images not trained on, "
+                        "evaluated every epoch (default: as many as --test-size)")
     d.add_argument("--lr", type=float, default=0.1)
     d.add_argument("--weight-decay", type=float, default=1e-4)
     d.add_argument("--record-every", type=int, default=50,
@@ -221,7 +249,8 @@ def _cmd_gradflow(args):
         result = degradation(tuple(args.depths or (20, 56)), args.epochs, args.train_size,
                              args.test_size, args.batch_size or 64, args.lr,
                              weight_decay=args.weight_decay, data=args.data, seed=args.seed,
-                             record_every=args.record_every, out=out, root=args.root)
+                             record_every=args.record_every, out=out, root=args.root,
+                             val_size=args.val_size)
         print(f"wrote {out}/degradation.json and {out}/degradation.png")
         for label, run in result["runs"].items():
             f = run["final"]
