@@ -33,15 +33,18 @@ from minicnn.data.dataset import ArrayDataset, Subset
 from minicnn.data.loader import DataLoader
 from minicnn.data.presets import load_data
 from minicnn.experiments.landscape import fixed_batches
+from minicnn.experiments.residual_plots import (LABEL, load_runs, plot_landscapes,
+                                                plot_responses, plot_training)
 from minicnn.models.resnet_cifar import cifar_resnet
 from minicnn.optim import SGD, LambdaLR
 from minicnn.random import manual_seed
 from minicnn.serialization import atomic_write
+from minicnn.stats import compare, describe, spread
 from minicnn.training import evaluate, fit
 from minicnn.weights import load as load_weights_file, save as save_weights_file
 
 __all__ = ["RECIPE", "MODELS", "WarmupCosine", "build", "train_task", "run", "summarize",
-           "register"]
+           "nonconvex_fraction", "results_markdown", "register"]
 
 #: The one recipe every net of the study trains with (He et al. 2016 Section 4.2 where it fits a
 #: 2-core budget; the differences are named in experiments/residual/README.md).
@@ -221,9 +224,84 @@ def summarize(out, recipe=None):
         if files:
             models[name]["landscape"] = files[0]
     summary = {"recipe": recipe, "models": models}
+    for name, m in models.items():
+        if "landscape" in m:
+            m["nonconvex_fraction_2d"] = nonconvex_fraction(
+                np.load(out / m["landscape"])["slice_2d_loss"])
     with atomic_write(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
+    runs = load_runs(out)
+    if runs:
+        plot_training(runs, out / "training.png")
+        plot_responses(runs, out / "responses.png")
+        plot_landscapes(out, runs, out / "landscapes.png")
+        with atomic_write(out / "results.md", "w") as f:
+            f.write(results_markdown(summary, runs))
     return summary
+
+
+def nonconvex_fraction(loss_2d):
+    """The fraction of the interior points of a 2-D loss slice where the slice is not locally
+    convex: the 2x2 finite-difference Hessian (second differences along both axes and the
+    mixed one) has a negative eigenvalue. 0 for a bowl; Li et al.'s "chaotic" landscapes have
+    many such points."""
+    z = np.asarray(loss_2d, dtype=np.float64)
+    if z.ndim != 2 or min(z.shape) < 3:
+        raise ValueError(f"nonconvex_fraction: a 2-D grid of at least 3x3 expected, got {z.shape}")
+    dxx = z[2:, 1:-1] - 2 * z[1:-1, 1:-1] + z[:-2, 1:-1]
+    dyy = z[1:-1, 2:] - 2 * z[1:-1, 1:-1] + z[1:-1, :-2]
+    dxy = (z[2:, 2:] - z[2:, :-2] - z[:-2, 2:] + z[:-2, :-2]) / 4
+    # the smaller eigenvalue of [[dxx, dxy], [dxy, dyy]]
+    smallest = (dxx + dyy) / 2 - np.sqrt(((dxx - dyy) / 2) ** 2 + dxy ** 2)
+    return float(np.mean(smallest < 0))
+
+
+def _mean_std(run):
+    return float(np.mean(run["responses"]["std"]))
+
+
+def results_markdown(summary, runs):
+    """The results of a finished study as markdown: the table and the sentences the README
+    states, every number computed here from ``summary`` and the per-run results."""
+    models = summary["models"]
+    pct = "{:.2%}"
+    lines = ["| net | seeds | final training error | test error | top Hessian eigenvalue | "
+             "mean response std | non-convex points of the 2-D slice |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, m in models.items():
+        responses = [_mean_std(r) for r in runs.get(name, [])]
+        lines.append(
+            f"| {LABEL[name]} | {len(m['seeds'])} | {describe(m['train_error'], pct)} | "
+            f"{describe(m['test_error'], pct)} | "
+            f"{describe(m['top_hessian_eigenvalue'], '{:.3g}')} | "
+            f"{describe(responses, '{:.3f}') if responses else '-'} | "
+            f"{pct.format(m['nonconvex_fraction_2d']) if 'nonconvex_fraction_2d' in m else '-'}"
+            f" |")
+    lines.append("")
+    pairs = [("plain56", "plain20", "train_error", "final training error"),
+             ("resnet56", "resnet20", "train_error", "final training error"),
+             ("plain56", "plain20", "test_error", "test error"),
+             ("resnet56", "resnet20", "test_error", "test error"),
+             ("plain20", "resnet20", "top_hessian_eigenvalue", "top Hessian eigenvalue"),
+             ("plain56", "resnet56", "top_hessian_eigenvalue", "top Hessian eigenvalue")]
+    for a, b, key, what in pairs:
+        if a in models and b in models and min(len(models[a][key]), len(models[b][key])) > 1:
+            fmt = pct if key.endswith("error") else "{:.3g}"
+            lines.append(f"- {what}: {compare(models[a][key], models[b][key], LABEL[a], LABEL[b], fmt)}")
+    if all(n in models for n in MODELS):
+        mean = {n: spread(models[n]["train_error"])["mean"] for n in MODELS}
+        plain = mean["plain56"] > mean["plain20"]
+        residual = mean["resnet56"] < mean["resnet20"]
+        lines.append(f"- He et al. Fig. 6 in the means of the seeds: plain-56 above plain-20 in "
+                     f"final training error: **{'yes' if plain else 'no'}**; ResNet-56 below "
+                     f"ResNet-20: **{'yes' if residual else 'no'}**.")
+    for name in ("resnet20", "resnet56"):
+        if name in runs:
+            ratios = np.concatenate([r["responses"]["ratio"] for r in runs[name]])
+            lines.append(f"- {LABEL[name]}: ||F(x)|| / ||x|| over its blocks and seeds: median "
+                         f"{np.median(ratios):.3f}, range {ratios.min():.3f} to "
+                         f"{ratios.max():.3f}.")
+    return "\n".join(lines) + "\n"
 
 
 def register(subparsers):
