@@ -16,7 +16,8 @@ schedule, batch 128; on the CPU; ``val_fraction=0``: the recipe is fixed, nothin
 during training, so no validation part is held out). Each run's checkpoint, weights, history
 and curves go to ``runs/pretrained/<name>/``; its weights are copied to
 ``minicnn/models/weights/<name>.npz`` and its entry (arguments, test accuracy, SHA-256, size,
-the command) is written into ``minicnn/models/weights/manifest.json`` atomically. ``--only NAME`` retrains one model.
+the command) is written into ``minicnn/models/weights/manifest.json`` atomically. ``--only
+NAME`` retrains one model.
 """
 import argparse
 import datetime
