@@ -78,7 +78,7 @@ def test_one_task_trains_measures_writes_and_is_not_rerun(tmp_path):
 
 
 def _fake_run(folder, name, seed, train_error):
-    depth = study.MODELS[name][0]
+    depth = study.NETS[name][0]
     layers, blocks = depth - 1, (depth - 2) // 2
     run = {"name": name, "seed": seed, "train_error": train_error,
            "test_error": train_error + 0.05, "top_hessian_eigenvalue": 10.0 + seed,
@@ -99,6 +99,10 @@ def test_summarize_writes_the_issue_schema_and_states_fig6_from_the_means(tmp_pa
     for name, e in errors.items():
         for seed in range(3):
             _fake_run(tmp_path, name, seed, e + 0.001 * seed)
+    for seed in range(3):      # the ablation: trained and evaluated only
+        (tmp_path / "runs" / f"resnet20_nozero_seed{seed}.json").write_text(json.dumps(
+            {"name": "resnet20_nozero", "seed": seed, "train_error": 0.03, "test_error": 0.1,
+             "history": {"train_acc": [0.5, 0.97]}}))
     summary = study.summarize(tmp_path)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
@@ -108,7 +112,10 @@ def test_summarize_writes_the_issue_schema_and_states_fig6_from_the_means(tmp_pa
         assert m["train_error"] == pytest.approx([e, e + 0.001, e + 0.002])
         assert len(m["test_error"]) == len(m["top_hessian_eigenvalue"]) == 3
         assert m["landscape"] == f"landscape_{name}.npz" and m["nonconvex_fraction_2d"] == 0.0
+    assert on_disk["models"]["resnet20_nozero"]["train_error"] == [0.03] * 3
+    assert "top_hessian_eigenvalue" not in on_disk["models"]["resnet20_nozero"]
     text = (tmp_path / "results.md").read_text()
+    assert "ResNet-20, paper init" in text
     assert "plain-56 above plain-20 in final training error: **yes**" in text
     assert "ResNet-56 below ResNet-20: **yes**" in text
     assert "ResNet-20 is higher by 2.00%" in text          # 8% vs 6%, ranges apart
@@ -128,12 +135,13 @@ def test_the_commands_have_help(command, capsys):
                     reason="the study's committed results are not in this checkout")
 def test_committed_summary_has_three_seeds_per_net_and_the_readme_quotes_it():
     summary = json.loads((COMMITTED / "summary.json").read_text())
-    assert set(summary["models"]) == set(study.MODELS)
+    assert set(study.MODELS) <= set(summary["models"]) <= set(study.NETS)
     for name, m in summary["models"].items():
         assert len(m["seeds"]) >= 3
         assert len(m["train_error"]) == len(m["test_error"]) == len(m["seeds"])
         assert all(0 <= e <= 1 for e in m["train_error"] + m["test_error"])
-        assert (COMMITTED / m["landscape"]).exists()
+        if name in study.MODELS:
+            assert (COMMITTED / m["landscape"]).exists() and len(m["top_hessian_eigenvalue"]) >= 3
     generated = study.results_markdown(summary, study.load_runs(COMMITTED))
     assert (COMMITTED / "results.md").read_text() == generated
     readme = (COMMITTED / "README.md").read_text()

@@ -58,9 +58,14 @@ RECIPE = {
     "landscape_steps_1d": 21, "landscape_steps_2d": 13,
 }
 
-#: name -> (depth, plain)
+#: name -> (depth, plain): the four nets of the study
 MODELS = {"plain20": (20, True), "plain56": (56, True), "resnet20": (20, False),
           "resnet56": (56, False)}
+#: the ablation of the study's one change to the paper's initialisation: the ResNets with every
+#: residual branch initialised as the paper does (no zero-initialised BN weight); trained and
+#: evaluated only (no curvature or landscape)
+ABLATION = {"resnet20_nozero": (20, False), "resnet56_nozero": (56, False)}
+NETS = {**MODELS, **ABLATION}
 
 
 class WarmupCosine:
@@ -79,9 +84,9 @@ class WarmupCosine:
 
 def build(name, recipe=RECIPE, in_channels=1):
     """The net ``name`` of :data:`MODELS` as the recipe builds it."""
-    depth, plain = MODELS[name]
-    return cifar_resnet(depth, 10, in_channels, plain=plain,
-                        zero_init_residual=recipe["zero_init_residual"] and not plain)
+    depth, plain = NETS[name]
+    zero = recipe["zero_init_residual"] and not plain and name not in ABLATION
+    return cifar_resnet(depth, 10, in_channels, plain=plain, zero_init_residual=zero)
 
 
 def datasets(recipe=RECIPE, log=None):
@@ -132,7 +137,9 @@ def train_task(name, seed, out, recipe=RECIPE, landscape_too=False):
     result = {"name": name, "seed": seed, "train_error": 1 - train_acc,
               "test_error": 1 - test_acc, "history": history,
               "train_seconds": time.perf_counter() - started}
-    result.update(measure(model, train, seed, recipe, out if landscape_too else None, name, log))
+    if name not in ABLATION:
+        result.update(measure(model, train, seed, recipe, out if landscape_too else None, name,
+                              log))
     result["seconds"] = time.perf_counter() - started
     with atomic_write(result_path, "w") as f:
         json.dump(result, f)
@@ -182,7 +189,7 @@ def run(out, seeds=(0, 1, 2), names=tuple(MODELS), workers=2, recipe=RECIPE, log
     with atomic_write(out / "recipe.json", "w") as f:
         json.dump(recipe, f, indent=1)
     tasks = sorted(((name, seed) for seed in seeds for name in names),
-                   key=lambda t: (t[1], -MODELS[t[0]][0]))
+                   key=lambda t: (t[1], -NETS[t[0]][0]))
     saved = dict(os.environ)
     _single_threaded()          # the workers inherit this environment
     try:
@@ -212,14 +219,15 @@ def summarize(out, recipe=None):
         recipe = json.loads((out / "recipe.json").read_text())
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*_seed*.json"))]
     models = {}
-    for name in MODELS:
+    for name in NETS:
         mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
         if not mine:
             continue
         models[name] = {"seeds": [r["seed"] for r in mine],
                         "train_error": [r["train_error"] for r in mine],
-                        "test_error": [r["test_error"] for r in mine],
-                        "top_hessian_eigenvalue": [r["top_hessian_eigenvalue"] for r in mine]}
+                        "test_error": [r["test_error"] for r in mine]}
+        if name in MODELS:
+            models[name]["top_hessian_eigenvalue"] = [r["top_hessian_eigenvalue"] for r in mine]
         files = [r["landscape"] for r in mine if "landscape" in r]
         if files:
             models[name]["landscape"] = files[0]
@@ -269,11 +277,12 @@ def results_markdown(summary, runs):
              "mean response std | non-convex points of the 2-D slice |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, m in models.items():
-        responses = [_mean_std(r) for r in runs.get(name, [])]
+        responses = [_mean_std(r) for r in runs.get(name, []) if "responses" in r]
+        hessian = m.get("top_hessian_eigenvalue")
         lines.append(
             f"| {LABEL[name]} | {len(m['seeds'])} | {describe(m['train_error'], pct)} | "
             f"{describe(m['test_error'], pct)} | "
-            f"{describe(m['top_hessian_eigenvalue'], '{:.3g}')} | "
+            f"{describe(hessian, '{:.3g}') if hessian else '-'} | "
             f"{describe(responses, '{:.3f}') if responses else '-'} | "
             f"{pct.format(m['nonconvex_fraction_2d']) if 'nonconvex_fraction_2d' in m else '-'}"
             f" |")
@@ -283,9 +292,14 @@ def results_markdown(summary, runs):
              ("plain56", "plain20", "test_error", "test error"),
              ("resnet56", "resnet20", "test_error", "test error"),
              ("plain20", "resnet20", "top_hessian_eigenvalue", "top Hessian eigenvalue"),
-             ("plain56", "resnet56", "top_hessian_eigenvalue", "top Hessian eigenvalue")]
+             ("plain56", "resnet56", "top_hessian_eigenvalue", "top Hessian eigenvalue"),
+             ("resnet56_nozero", "resnet20_nozero", "train_error",
+              "final training error, paper initialisation"),
+             ("resnet20", "resnet20_nozero", "train_error", "final training error, ResNet-20"),
+             ("resnet56", "resnet56_nozero", "train_error", "final training error, ResNet-56")]
     for a, b, key, what in pairs:
-        if a in models and b in models and min(len(models[a][key]), len(models[b][key])) > 1:
+        if (a in models and b in models and key in models[a] and key in models[b]
+                and min(len(models[a][key]), len(models[b][key])) > 1):
             fmt = pct if key.endswith("error") else "{:.3g}"
             lines.append(f"- {what}: {compare(models[a][key], models[b][key], LABEL[a], LABEL[b], fmt)}")
     if all(n in models for n in MODELS):
@@ -301,6 +315,11 @@ def results_markdown(summary, runs):
             lines.append(f"- {LABEL[name]}: ||F(x)|| / ||x|| over its blocks and seeds: median "
                          f"{np.median(ratios):.3f}, range {ratios.min():.3f} to "
                          f"{ratios.max():.3f}.")
+    seconds = [r["seconds"] for rs in runs.values() for r in rs if "seconds" in r]
+    if seconds:
+        lines.append(f"- compute: {len(seconds)} tasks, {sum(seconds) / 3600:.2f} hours of one "
+                     f"core in all (training and measurements; each task single-threaded, two at "
+                     f"a time on a 2-core machine shared with other work).")
     return "\n".join(lines) + "\n"
 
 
@@ -311,7 +330,10 @@ def register(subparsers):
                          "56, several seeds; training error, test error, curvature, landscapes")
     p.add_argument("--out", default="runs/residual", help="output folder (resumes what is there)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(NETS),
+                   help="the nets to train (default: the four of the study; the ablation "
+                        "resnet20_nozero resnet56_nozero trains the ResNets with the paper's "
+                        "initialisation of every residual branch)")
     p.add_argument("--workers", type=int, default=2, help="single-threaded processes (default 2)")
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     p.add_argument("--train-images", type=int, default=RECIPE["train_images"])

@@ -19,9 +19,11 @@ __all__ = ["load_runs", "plot_training", "plot_responses", "plot_landscapes", "S
 
 #: colour and line per net: depth 20 thin, depth 56 thick; plain dashed, residual solid
 STYLE = {"plain20": ("tab:blue", "--", 1.2), "plain56": ("tab:blue", "--", 2.4),
-         "resnet20": ("tab:red", "-", 1.2), "resnet56": ("tab:red", "-", 2.4)}
+         "resnet20": ("tab:red", "-", 1.2), "resnet56": ("tab:red", "-", 2.4),
+         "resnet20_nozero": ("tab:gray", ":", 1.2), "resnet56_nozero": ("tab:gray", ":", 2.4)}
 LABEL = {"plain20": "plain-20", "plain56": "plain-56", "resnet20": "ResNet-20",
-         "resnet56": "ResNet-56"}
+         "resnet56": "ResNet-56", "resnet20_nozero": "ResNet-20, paper init",
+         "resnet56_nozero": "ResNet-56, paper init"}
 
 
 def load_runs(folder):
@@ -76,7 +78,7 @@ def plot_training(runs, path=None):
             ax.plot(np.full(len(values), k + offset), values, marker, color=STYLE[name][0],
                     fillstyle="none" if key == "test_error" else "full", markersize=6)
             ax.hlines(np.mean(values), k + offset - 0.1, k + offset + 0.1, color="k")
-    ax.set_xticks(range(len(names)), [LABEL[n] for n in names])
+    ax.set_xticks(range(len(names)), [LABEL[n].replace(", ", "\n") for n in names], fontsize=7)
     ax.set_ylabel("final error (%)")
     ax.set_title("final: training (filled) and test (open)\none mark per seed, bar = mean",
                  fontsize=9)
@@ -92,7 +94,7 @@ def plot_responses(runs, path=None):
     layer and sorted by magnitude, mean over seeds; and ``||F(x)|| / ||x||`` per block."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for name in (n for n in STYLE if n in runs):
+    for name in (n for n in STYLE if n in runs and "responses" in runs[n][0]):
         std = [r["responses"]["std"] for r in runs[name]]
         _band(axes[0], np.arange(1, len(std[0]) + 1), std, name)
         _band(axes[1], np.arange(1, len(std[0]) + 1), [sorted(s, reverse=True) for s in std],
@@ -137,12 +139,12 @@ def plot_landscapes(folder, runs, path=None):
     ax.set_title("1-D slices (seed 0)")
     ax.legend(fontsize=7)
     ax = fig.add_subplot(grid[1, 0])
-    for k, n in enumerate(n for n in STYLE if n in runs):
+    measured = [n for n in STYLE if n in runs and "top_hessian_eigenvalue" in runs[n][0]]
+    for k, n in enumerate(measured):
         values = [r["top_hessian_eigenvalue"] for r in runs[n]]
         ax.plot(np.full(len(values), k), values, "o", color=STYLE[n][0])
         ax.hlines(np.mean(values), k - 0.2, k + 0.2, color="k")
-    ax.set_xticks(range(len([n for n in STYLE if n in runs])),
-                  [LABEL[n] for n in STYLE if n in runs], fontsize=8)
+    ax.set_xticks(range(len(measured)), [LABEL[n] for n in measured], fontsize=8)
     ax.set_yscale("symlog", linthresh=1)
     ax.set_ylabel("top Hessian eigenvalue")
     ax.set_title("curvature at the end (per seed)")
