@@ -322,6 +322,22 @@ def test_finetune_command_runs_the_experiment(tmp_path):
     assert again[0]["test_accuracy"] == by_method["linear"]["test_accuracy"]
 
 
+def test_finetune_validates_on_training_images_that_no_draw_trains_on(tmp_path):
+    labels = np.repeat(np.arange(3), 20)
+    picks = [finetune._few_labels(labels, k, seed) for k in (2, 5) for seed in (0, 1)]
+    held = finetune._held_out(len(labels), picks, 15)
+    assert len(held) == 15 and not set(held) & set(np.concatenate(picks))
+    assert np.array_equal(held, finetune._held_out(len(labels), picks, 15))   # fixed seed
+    assert len(finetune._held_out(len(labels), picks, 1000)) == \
+        60 - len(set(np.concatenate(picks)))                              # what is left
+    records = finetune.run_experiment(out=str(tmp_path), labels=(2,), seeds=(0,),
+                                      pretrain_epochs=1, min_steps=2, epochs=1, batch_size=8,
+                                      subset="bundled", methods=("scratch",), val_size=50,
+                                      log=lambda line: None)
+    assert 0 <= records[0]["val_accuracy"] <= 1 and 0 <= records[0]["test_accuracy"] <= 1
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["val_images"] == 50
+
+
 def test_too_many_labels_for_the_data_is_a_clear_error():
     labels = np.repeat(np.arange(3), 5)
     with pytest.raises(ValueError, match="only 5 training images"):

@@ -88,6 +88,14 @@ def _few_labels(labels, per_class, seed):
     return np.sort(np.concatenate(picks))
 
 
+def _held_out(n, picks, size, seed=0):
+    """``size`` indices of ``range(n)`` in none of ``picks`` (drawn with ``seed``; fewer when
+    fewer are left): validation images that no method of the experiment trains on."""
+    rest = np.setdiff1d(np.arange(n), np.concatenate(list(picks)))
+    return np.sort(np.random.default_rng(seed).choice(rest, min(size, len(rest)),
+                                                      replace=False))
+
+
 def _train(model, optimizer, x, y, steps, batch_size, seed):
     """``steps`` optimiser steps on batches drawn from (x, y) by a seeded shuffle; returns the
     seconds per step."""
@@ -157,7 +165,7 @@ def steps_for(per_class, num_classes, batch_size, min_steps=100, epochs=5):
 def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2), model="lenet5",
                    source_classes=(0, 1, 2, 3, 4), pretrain_epochs=2, pretrained=None,
                    lr=2e-3, backbone_lr=2e-4, linear_lr=2e-2, batch_size=64, min_steps=100,
-                   epochs=5, subset="auto", methods=METHODS, log=print):
+                   epochs=5, subset="auto", methods=METHODS, log=print, val_size=1000):
     """The lecture's transfer experiment on Fashion-MNIST, offline. Writes into ``out``:
     ``pretrained.npz`` (unless ``pretrained`` names a weights file to reuse), ``results.json``
     (one record per run), ``table.md`` and ``accuracy_vs_labels.png``. Returns the records.
@@ -172,8 +180,10 @@ def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2),
        a new linear classifier on its features, ``linear_lr``: a linear classifier on fixed
        features is a convex problem that takes, and needs, larger steps); ``deepest``
        (:func:`deepest_stage` and a new head, ``lr``); ``full`` (a new head with ``lr``, every
-       pre-trained layer with ``backbone_lr``). Test accuracy on all test images of the target
-       classes (5,000).
+       pre-trained layer with ``backbone_lr``). Validation accuracy on ``val_size``
+       target-class training images that are in none of the label draws (what to choose a
+       method or a learning rate on), and test accuracy on all test images of the target
+       classes (5,000), measured once at the end of each run.
     """
     os.makedirs(out, exist_ok=True)
     x_train, y_train, x_test, y_test, source = _fashion_mnist(subset)
@@ -182,9 +192,14 @@ def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2),
     tgt_idx, tgt_y = _select(y_train, list(target_classes))
     test_idx, test_y = _select(y_test, list(target_classes))
     x_src, x_tgt, x_tst = x_train[src_idx], x_train[tgt_idx], x_test[test_idx]
+    # every draw of labels first, so that the validation images are in none of them
+    picks = {(k, seed): _few_labels(tgt_y, k, seed) for k in labels for seed in seeds}
+    val_idx = _held_out(len(tgt_y), picks.values(), val_size)
+    x_val, val_y = x_tgt[val_idx], tgt_y[val_idx]
     log(f"Fashion-MNIST ({source}); source classes {list(source_classes)} "
         f"({len(src_idx):,} images), target classes {list(target_classes)} "
-        f"({len(tgt_idx):,} training images to draw labels from, {len(test_idx):,} test)")
+        f"({len(tgt_idx):,} training images to draw labels from, {len(val_idx):,} of them "
+        f"held out for validation, {len(test_idx):,} test)")
 
     started = time.perf_counter()
     if pretrained is None:
@@ -210,7 +225,7 @@ def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2),
     for per_class in labels:
         steps = steps_for(per_class, len(target_classes), batch_size, min_steps, epochs)
         for seed in seeds:
-            pick = _few_labels(tgt_y, per_class, seed)
+            pick = picks[(per_class, seed)]
             for method in methods:
                 manual_seed(1000 + seed)   # the same fresh head (and scratch net) per seed
                 net, opt = _method_model(method, model, pretrained_state,
@@ -218,20 +233,22 @@ def run_experiment(out="runs/finetune", labels=(10, 100, 1000), seeds=(0, 1, 2),
                 rep = report(net)
                 seconds = _train(net, opt, x_tgt[pick], tgt_y[pick], steps, batch_size,
                                  seed=seed)
+                val_acc = _accuracy(net, x_val, val_y) if len(val_idx) else None
                 acc = _accuracy(net, x_tst, test_y)
                 records.append({"labels_per_class": per_class, "seed": seed, "method": method,
-                                "test_accuracy": acc, "steps": steps,
+                                "val_accuracy": val_acc, "test_accuracy": acc, "steps": steps,
                                 "ms_per_step": 1000 * seconds,
                                 "trainable": rep.trainable, "frozen": rep.frozen})
-                log(f"{per_class:>5} labels/class  seed {seed}  {method:<8} "
-                    f"{100 * acc:6.2f}%  ({steps} steps, {1000 * seconds:.0f} ms/step, "
-                    f"{rep.trainable:,} trainable)")
+                val_text = "-" if val_acc is None else f"{100 * val_acc:.2f}%"
+                log(f"{per_class:>5} labels/class  seed {seed}  {method:<8} validation "
+                    f"{val_text}  test {100 * acc:.2f}%  ({steps} steps, "
+                    f"{1000 * seconds:.0f} ms/step, {rep.trainable:,} trainable)")
     minutes = (time.perf_counter() - started) / 60
     config = {"model": model, "source_classes": list(source_classes),
               "target_classes": list(target_classes), "labels": list(labels),
               "seeds": list(seeds), "pretrain_epochs": pretrain_epochs, "lr": lr,
               "backbone_lr": backbone_lr, "linear_lr": linear_lr, "batch_size": batch_size,
-              "min_steps": min_steps,
+              "min_steps": min_steps, "val_images": int(len(val_idx)),
               "epochs": epochs, "data": source, "pretrain": pretrain_info,
               "minutes": round(minutes, 1)}
     with atomic_write(os.path.join(out, "results.json"), "w") as f:
@@ -322,7 +339,7 @@ def _cmd_finetune(args):
                    lr=args.lr, backbone_lr=args.backbone_lr, linear_lr=args.linear_lr,
                    batch_size=args.batch_size,
                    min_steps=args.min_steps, epochs=args.epochs, subset=args.subset,
-                   methods=tuple(args.methods))
+                   methods=tuple(args.methods), val_size=args.val_size)
     return 0
 
 
@@ -356,6 +373,9 @@ def register(subparsers):
     p.add_argument("--epochs", type=int, default=5, help="passes over the labelled images "
                                                         "(at least --min-steps steps)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--val-size", type=int, default=1000,
+                   help="target-class training images in no label draw, held out for "
+                        "validation (default 1000)")
     p.add_argument("--subset", default="auto", choices=("auto", "full", "bundled"),
                    help="Fashion-MNIST: the full set, the bundled subset, or auto (default)")
     p.set_defaults(func=_cmd_finetune)
