@@ -13,10 +13,9 @@ Every step of every epoch does the five things every training loop does::
     loss.backward()                      # gradients of the loss for every parameter
     optimizer.step()                     # move the parameters against their gradients
 
-Around that: a progress bar (loss, accuracy, images/s), one summary line per epoch, an
-evaluation on ``val_loader`` (images held out of the TRAINING set, e.g. by ``mc.data.
-random_split``; never the test set), the learning-rate schedule, the history as plain data, a
-checkpoint after every epoch. ``fit(..., resume=True)`` continues from that checkpoint exactly
+Around that: a progress bar (loss, accuracy, images/s), one line per epoch, an evaluation on
+``val_loader`` (images held out of the TRAINING set by ``mc.data.random_split``, never the test
+set), the learning-rate schedule, the history as plain data, and a checkpoint after each epoch. ``fit(..., resume=True)`` continues from that checkpoint exactly
 as if training had never stopped: the model, the optimiser's momentum, the schedule, the random
 generator (dropout masks, shuffling) and the history all come back. A loss that becomes NaN or
 Inf stops training with :class:`TrainingDiverged` before it can spoil the weights or a checkpoint.
