@@ -220,14 +220,36 @@ class FlatLoss:
         return hvp_central(self.gradient, self.theta, v, self.eps)
 
 
+def largest_eigenvalue(matvec, size, iterations=100, tol=1e-4, seed=0, dominant=None,
+                       progress=False):
+    """The largest (most positive) eigenvalue of a symmetric operator, with its dominant one.
+
+    Power iteration finds the eigenvalue of largest magnitude, ``dominant`` (measured here
+    unless given). When it is negative, the largest eigenvalue is found by power iteration on
+    the shifted operator ``A + |dominant| I``, whose eigenvalues all lie in
+    ``[0, largest + |dominant|]``. Returns ``(largest, dominant, history)``, ``history`` the
+    Rayleigh quotients of the last power iteration, unshifted.
+    """
+    history = []
+    if dominant is None:
+        dominant, _, history = power_iteration(matvec, size, iterations, tol, seed, progress)
+    if dominant >= 0:
+        return dominant, dominant, history
+    shift = -dominant
+    shifted, _, history = power_iteration(lambda v: matvec(v) + shift * np.asarray(v), size,
+                                          iterations, tol, seed + 1, progress)
+    return shifted - shift, dominant, [h - shift for h in history]
+
+
 def top_hessian_eigenvalue(model, batches, loss_fn=F.cross_entropy, iterations=20, tol=1e-3,
-                           seed=0, eps=1e-4, progress=True):
-    """The largest-magnitude eigenvalue of the training loss's Hessian at the model's weights
-    (float64, eval mode, fixed ``batches``). Returns ``(eigenvalue, history)``."""
+                           seed=0, eps=1e-4, progress=True, dominant=None):
+    """The largest eigenvalue of the training loss's Hessian at the model's weights (float64,
+    eval mode, fixed ``batches``), by :func:`largest_eigenvalue`. Returns
+    ``(largest, dominant, history)``: ``dominant`` is the eigenvalue of largest magnitude
+    (equal to ``largest`` unless it is negative; pass a known one to skip measuring it)."""
     flat = FlatLoss(model, batches, loss_fn, eps=eps)
-    eigenvalue, _, history = power_iteration(flat.hvp, flat.theta.size, iterations, tol, seed,
-                                             progress)
-    return eigenvalue, history
+    return largest_eigenvalue(flat.hvp, flat.theta.size, iterations, tol, seed, dominant,
+                              progress)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -137,12 +137,30 @@ def test_top_hessian_eigenvalue_of_a_tiny_net_is_positive_at_a_random_point_of_a
     model = nn.Sequential(nn.Linear(4, 3))
     rng = np.random.default_rng(6)
     batches = [(rng.standard_normal((16, 4)), rng.integers(0, 3, 16))]
-    value, history = landscape.top_hessian_eigenvalue(model, batches, iterations=200, tol=1e-10,
-                                                      progress=False)
+    value, dominant, history = landscape.top_hessian_eigenvalue(
+        model, batches, iterations=200, tol=1e-10, progress=False)
     flat = landscape.FlatLoss(model, batches)
     hessian = np.stack([flat.hvp(e) for e in np.eye(flat.theta.size)])
     assert value == pytest.approx(np.linalg.eigvalsh((hessian + hessian.T) / 2).max(), rel=1e-4)
-    assert value > 0
+    assert value > 0 and dominant == value
+
+
+def test_largest_eigenvalue_shifts_past_a_dominant_negative_one():
+    rng = np.random.default_rng(5)
+    q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    eigenvalues = np.array([3.0, 2.0, 1.0, 0.5, -0.5, -1.0, -4.0, -9.0])
+    matrix = q @ np.diag(eigenvalues) @ q.T
+    dominant, _, _ = landscape.power_iteration(lambda v: matrix @ v, 8, 2000, 1e-13)
+    assert dominant == pytest.approx(-9.0, rel=1e-8)
+    largest, measured, history = landscape.largest_eigenvalue(lambda v: matrix @ v, 8, 2000,
+                                                              1e-13)
+    assert measured == pytest.approx(-9.0, rel=1e-8)
+    assert largest == pytest.approx(3.0, rel=1e-6) and history[-1] == pytest.approx(largest)
+    # a known dominant eigenvalue is not measured again; a positive one is the largest
+    assert landscape.largest_eigenvalue(lambda v: matrix @ v, 8, 2000, 1e-13,
+                                        dominant=-9.0)[0] == pytest.approx(3.0, rel=1e-6)
+    assert landscape.largest_eigenvalue(lambda v: -matrix @ v, 8, 2000, 1e-13)[:2] == \
+        pytest.approx((9.0, 9.0), rel=1e-8)
 
 
 def test_the_landscape_command_measures_a_saved_net(tmp_path, capsys):

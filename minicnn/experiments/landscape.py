@@ -44,9 +44,10 @@ def measure(model, batches, steps_1d=21, steps_2d=0, hessian_iterations=20, seed
         result["slice_2d"] = landscape.loss_slice_2d(
             model, batches, np.linspace(-1, 1, steps_2d), seed, progress=progress)
     if hessian_iterations:
-        value, history = landscape.top_hessian_eigenvalue(
+        value, dominant, history = landscape.top_hessian_eigenvalue(
             model, batches, iterations=hessian_iterations, seed=seed, progress=progress)
         result["top_hessian_eigenvalue"], result["power_iteration"] = value, history
+        result["dominant_hessian_eigenvalue"] = dominant
     if any(type(m).__name__ == "BatchNorm2d" for m in model.modules()):
         result["responses"] = landscape.layer_responses(model, batches[0][0])
     return result
