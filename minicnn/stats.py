@@ -68,5 +68,5 @@ def compare(a, b, name_a="A", name_b="B", fmt="{:.4g}", unit_of_difference=None)
         return (f"{head}. The difference of the means ({diff_text}) is within noise: the seed "
                 f"ranges overlap.")
     higher, lower = (name_a, name_b) if side > 0 else (name_b, name_a)
-    return (f"{head}. {higher} is higher by {diff_text} (means), and every seed of {higher} is "
-            f"above every seed of {lower}.")
+    return (f"{head}. {higher} is higher by {diff_text} (difference of the means), and every "
+            f"seed of {higher} is above every seed of {lower}.")

@@ -207,6 +207,23 @@ def complete_curvature(name, seed, out, recipe=RECIPE):
     return result
 
 
+def complete_responses(name, seed, out, recipe=RECIPE):
+    """Add the layer responses to a finished ablation task (trained and evaluated only), from
+    its saved weights: the control for the zero-initialised branches of the main nets."""
+    result_path, _, weights, _ = _paths(out, name, seed)
+    result = json.loads(result_path.read_text())
+    if "responses" in result:
+        return result
+    train, _ = datasets(recipe)
+    model = build(name, recipe)
+    load_weights_file(model, weights)
+    result["responses"] = landscape.layer_responses(
+        model, fixed_batches(train, recipe["measure_images"], seed=0)[0][0])
+    with atomic_write(result_path, "w") as f:
+        json.dump(result, f)
+    return result
+
+
 def _single_threaded():
     for var in ("MINICNN_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                 "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -277,9 +294,23 @@ def summarize(out, recipe=None):
         plot_training(runs, out / "training.png")
         plot_responses(runs, out / "responses.png")
         plot_landscapes(out, runs, out / "landscapes.png")
+        text = results_markdown(summary, runs)
         with atomic_write(out / "results.md", "w") as f:
-            f.write(results_markdown(summary, runs))
+            f.write(text)
+        _update_readme(out / "README.md", text)
     return summary
+
+
+def _update_readme(readme, text, begin="<!-- results -->\n", end="<!-- /results -->\n"):
+    """Put ``text`` between the markers of ``readme`` (when it exists and has them)."""
+    if not readme.exists():
+        return
+    old = readme.read_text()
+    if begin not in old or end not in old:
+        return
+    head, rest = old.split(begin, 1)
+    with atomic_write(readme, "w") as f:
+        f.write(head + begin + text + end + rest.split(end, 1)[1])
 
 
 def nonconvex_fraction(loss_2d):
@@ -343,20 +374,35 @@ def results_markdown(summary, runs):
         lines.append(f"- He et al. Fig. 6 in the means of the seeds: plain-56 above plain-20 in "
                      f"final training error: **{'yes' if plain else 'no'}**; ResNet-56 below "
                      f"ResNet-20: **{'yes' if residual else 'no'}**.")
+    iterations = summary["recipe"]["hessian_iterations"]
+    for name in MODELS:
+        if name in runs and all("power_iteration" in r for r in runs[name]):
+            done = [len(r.get("power_iteration_shifted", r["power_iteration"])) < iterations
+                    for r in runs[name]]
+            lines.append(f"- {LABEL[name]}: the power iteration for the largest eigenvalue met its "
+                         f"tolerance (relative change < 1e-3) within {iterations} iterations in "
+                         f"{sum(done)} of {len(done)} seeds; where it did not, the value is the "
+                         f"last Rayleigh quotient, a lower bound on the largest eigenvalue.")
     for name, m in models.items():
         negative = [d for d in m.get("dominant_hessian_eigenvalue", []) if d < 0]
         if negative:
             lines.append(f"- {LABEL[name]}: in {len(negative)} of {len(m['seeds'])} seeds the "
-                         f"Hessian's eigenvalue of largest magnitude is negative ("
-                         f"{', '.join(f'{d:.3g}' for d in negative)}): the net ends on a slope "
-                         f"that curves down more steeply than it curves up; the largest "
-                         f"eigenvalue in the table is then found by a shifted power iteration.")
-    for name in ("resnet20", "resnet56"):
-        if name in runs:
+                         f"power iteration on the Hessian was drawn to negative curvature "
+                         f"(Rayleigh quotients {', '.join(f'{d:.3g}' for d in negative)}), so the "
+                         f"Hessian has an eigenvalue at least that negative: the net ends on a "
+                         f"slope, not in a minimum. The largest eigenvalue in the table is then "
+                         f"measured by a power iteration shifted by that amount.")
+    for name in ("resnet20", "resnet56", "resnet20_nozero", "resnet56_nozero"):
+        if name in runs and all("responses" in r for r in runs[name]):
             ratios = np.concatenate([r["responses"]["ratio"] for r in runs[name]])
             lines.append(f"- {LABEL[name]}: ||F(x)|| / ||x|| over its blocks and seeds: median "
                          f"{np.median(ratios):.3f}, range {ratios.min():.3f} to "
                          f"{ratios.max():.3f}.")
+    early = {n: [1 - r["history"]["train_acc"][1] for r in rs] for n, rs in runs.items()
+             if all(len(r["history"]["train_acc"]) > 1 for r in rs)}
+    if early:
+        lines.append("- running training error after two epochs (mean of the seeds): " + ", ".join(
+            f"{LABEL[n]} {pct.format(np.mean(v))}" for n, v in early.items()) + ".")
     seconds = [r["seconds"] for rs in runs.values() for r in rs if "seconds" in r]
     if seconds:
         lines.append(f"- compute: {len(seconds)} tasks, {sum(seconds) / 3600:.2f} hours of one "

@@ -94,7 +94,7 @@ def plot_responses(runs, path=None):
     layer and sorted by magnitude, mean over seeds; and ``||F(x)|| / ||x||`` per block."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for name in (n for n in STYLE if n in runs and "responses" in runs[n][0]):
+    for name in (n for n in STYLE if n in runs and all("responses" in r for r in runs[n])):
         std = [r["responses"]["std"] for r in runs[name]]
         _band(axes[0], np.arange(1, len(std[0]) + 1), std, name)
         _band(axes[1], np.arange(1, len(std[0]) + 1), [sorted(s, reverse=True) for s in std],
