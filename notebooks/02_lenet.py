@@ -218,8 +218,10 @@ print(" ", compare(final_val("ReLU + max pool", 0), final_val("tanh + avg pool (
 # The sentences above are the measurement; read them before the prose. What to expect, and why:
 # LeNet is shallow (two conv layers) and its tanh units rarely saturate at this depth, so the
 # advantage in training speed the AlexNet paper claims for ReLU (notebook 03) has little room
-# here. Normalising the inputs is cheap insurance: it centres the first layer's inputs, which
-# keeps tanh in its linear range and the first gradients well scaled. Fashion-MNIST is much
+# here. Normalising the inputs is the usual recipe (LeCun, Bottou, Orr and Müller, "Efficient
+# BackProp", 1998: inputs that are all positive make every weight of a first-layer unit move in
+# the same direction at each step, which slows learning); whether it matters for this net and
+# this optimiser (Adam) is what the second sentence says. Fashion-MNIST is much
 # harder than the handwritten digits LeNet was made for (on MNIST the paper's LeNet-5 reached
 # 0.95% test error): a shirt, a T-shirt and a pullover look alike at 28x28.
 #
@@ -337,8 +339,8 @@ for name, net in models.items():
 # %% [markdown]
 # **Summary.** LeNet-5 is convolution, subsampling, convolution, subsampling and three fully
 # connected layers, with the parameter and multiply-add counts `mc.summary` printed above. Trained
-# for five epochs on a CPU it reaches the test accuracies printed just above (its training
-# accuracy is higher: the gap is what it memorised); whether ReLU and max pooling beat the 1998
-# choices here, and whether normalising the inputs helps, is what the three-seed sentences say.
+# for five epochs on a CPU it reaches the test accuracies printed just above; whether ReLU and
+# max pooling beat the 1998 choices here, and whether normalising the inputs helps, is what the
+# three-seed sentences say.
 # Its first layer learns edge and blob detectors. What changed in the fourteen years to AlexNet
 # is scale — data, depth, GPUs — and the tricks that made scale trainable (notebook 03).
