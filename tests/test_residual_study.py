@@ -100,9 +100,10 @@ def test_summarize_writes_the_issue_schema_and_states_fig6_from_the_means(tmp_pa
         for seed in range(3):
             _fake_run(tmp_path, name, seed, e + 0.001 * seed)
     for seed in range(3):      # the ablation: trained and evaluated only
-        (tmp_path / "runs" / f"resnet20_nozero_seed{seed}.json").write_text(json.dumps(
-            {"name": "resnet20_nozero", "seed": seed, "train_error": 0.03, "test_error": 0.1,
-             "history": {"train_acc": [0.5, 0.97]}}))
+        for name, error in (("resnet20_nozero", 0.03), ("resnet56_nozero", 0.05)):
+            (tmp_path / "runs" / f"{name}_seed{seed}.json").write_text(json.dumps(
+                {"name": name, "seed": seed, "train_error": error, "test_error": 0.1,
+                 "history": {"train_acc": [0.5, 1 - error]}}))
     summary = study.summarize(tmp_path)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
@@ -116,6 +117,8 @@ def test_summarize_writes_the_issue_schema_and_states_fig6_from_the_means(tmp_pa
     assert "top_hessian_eigenvalue" not in on_disk["models"]["resnet20_nozero"]
     text = (tmp_path / "results.md").read_text()
     assert "ResNet-20, paper init" in text
+    assert ("paper's initialisation of the residual branches (the ablation), means of the seeds: "
+            "ResNet-56 below ResNet-20 in final training error: **no**") in text
     assert "plain-56 above plain-20 in final training error: **yes**" in text
     assert "ResNet-56 below ResNet-20: **yes**" in text
     assert "ResNet-20 is higher by 2.00%" in text          # 8% vs 6%, ranges apart
@@ -146,3 +149,15 @@ def test_committed_summary_has_three_seeds_per_net_and_the_readme_quotes_it():
     assert (COMMITTED / "results.md").read_text() == generated
     readme = (COMMITTED / "README.md").read_text()
     assert generated in readme, "README.md must quote results.md verbatim (rerun the summary)"
+
+
+@pytest.mark.skipif(not (COMMITTED / "results.md").exists(),
+                    reason="the study's committed results are not in this checkout")
+def test_the_project_readme_quotes_the_study_verbatim():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- residual -->\n", 1)[1].split("<!-- /residual -->", 1)[0]
+    quoted = [line for line in block.splitlines() if line.strip()]
+    assert quoted, "the README's residual block is empty"
+    results = (COMMITTED / "results.md").read_text().splitlines()
+    for line in quoted:
+        assert line in results, f"README.md quotes a line results.md does not have: {line}"

@@ -374,6 +374,12 @@ def results_markdown(summary, runs):
         lines.append(f"- He et al. Fig. 6 in the means of the seeds: plain-56 above plain-20 in "
                      f"final training error: **{'yes' if plain else 'no'}**; ResNet-56 below "
                      f"ResNet-20: **{'yes' if residual else 'no'}**.")
+    if all(n in models and len(models[n]["seeds"]) >= 3 for n in ABLATION):
+        mean = {n: spread(models[n]["train_error"])["mean"] for n in ABLATION}
+        below = mean["resnet56_nozero"] < mean["resnet20_nozero"]
+        lines.append(f"- The same with the paper's initialisation of the residual branches (the "
+                     f"ablation), means of the seeds: ResNet-56 below ResNet-20 in final "
+                     f"training error: **{'yes' if below else 'no'}**.")
     iterations = summary["recipe"]["hessian_iterations"]
     for name in MODELS:
         if name in runs and all("power_iteration" in r for r in runs[name]):
