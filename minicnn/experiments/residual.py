@@ -360,6 +360,8 @@ def results_markdown(summary, runs):
              ("plain56", "resnet56", "top_hessian_eigenvalue", "top Hessian eigenvalue"),
              ("resnet56_nozero", "resnet20_nozero", "train_error",
               "final training error, paper initialisation"),
+             ("plain20", "resnet20_nozero", "train_error", "final training error, depth 20"),
+             ("plain56", "resnet56_nozero", "train_error", "final training error, depth 56"),
              ("resnet20", "resnet20_nozero", "train_error", "final training error, ResNet-20"),
              ("resnet56", "resnet56_nozero", "train_error", "final training error, ResNet-56")]
     for a, b, key, what in pairs:
