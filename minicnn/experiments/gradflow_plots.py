@@ -9,7 +9,7 @@ as PNG when given a path. Each function returns the ``Figure`` (a notebook displ
 - :func:`plot_grad_bars`: the bar chart of mean and max |grad| per layer known from the PyTorch
   forums;
 - :func:`plot_degradation`: training curves in the style of He et al. 2016, Fig. 6: dashed
-  training error, solid test error, plain nets left, ResNets right;
+  training error, solid validation error, plain nets left, ResNets right;
 - :func:`plot_jacobian_spectra`: the singular values of the input-output Jacobian of plain and
   residual stacks, per depth.
 """
@@ -152,7 +152,9 @@ def plot_grad_bars(snapshots, path=None, title=None):
 
 
 def plot_degradation(result, path=None, title=None):
-    """Fig. 6 of the ResNet paper: error (%) and loss per epoch, dashed training, solid test;
+    """Fig. 6 of the ResNet paper: error (%) and loss per epoch, dashed training, solid
+    validation (``history['val_*']``; in runs recorded before the validation split, such as the
+    committed ``experiments/gradflow/degradation.json``, those keys held the test images);
     plain nets on the left, ResNets on the right, a colour per depth."""
     figure, axes = _figure(2, 2)
     depths = result["recipe"]["depths"]
@@ -167,7 +169,7 @@ def plot_degradation(result, path=None, title=None):
                                                                 ("train_loss", "val_loss", 1))):
                 ax = axes[row][col]
                 for key, style, width, split in ((train_key, "--", 1.0, "train"),
-                                                 (test_key, "-", 2.0, "test")):
+                                                 (test_key, "-", 2.0, "validation")):
                     values = np.array(h[key], dtype=np.float64)
                     y = (1 - values) * 100 if scale == 100 else values
                     ax.plot(h["epoch"], y, style, color=f"C{i}", linewidth=width,
@@ -187,7 +189,7 @@ def plot_degradation(result, path=None, title=None):
         _share_y(axes[row])
     recipe = result["recipe"]
     default = (f"{recipe['data']}, {recipe['train_images']} training images, {recipe['epochs']} "
-               f"epochs, SGD lr {recipe['lr']} (dashed: training, solid: test)")
+               f"epochs, SGD lr {recipe['lr']} (dashed: training, solid: validation)")
     return _finish(figure, path, title or default)
 
 
