@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = [
     ("runtime", "arrays, devices, kernel lanes, threads, the random generator, file formats",
      ["minicnn.backend", "minicnn.cuda", "minicnn.threads", "minicnn.random", "minicnn.version",
-      "minicnn.serialization"]),
+      "minicnn.serialization", "minicnn.interrupts"]),
     ("kernels", "the hand-written kernels: NumPy reference, numba twin, CUDA twin",
      ["minicnn.kernels"]),
     ("engine", "what makes an op fast: buffers, chunks, threads, special cases",
@@ -33,7 +33,8 @@ LAYERS = [
      ["minicnn.models", "minicnn.data", "minicnn.summary"]),
     ("training", "fit, evaluate, checkpoints, weights files, plots of a run",
      ["minicnn.training", "minicnn.checkpoint", "minicnn.weights", "minicnn.plots",
-      "minicnn.saving", "minicnn.runlock", "minicnn.run_settings", "minicnn.step_timing"]),
+      "minicnn.saving", "minicnn.runlock", "minicnn.run_settings", "minicnn.step_timing",
+      "minicnn.metrics"]),
     ("tools", "measurement tools: gradient flow, transfer learning, landscapes",
      ["minicnn.gradflow", "minicnn.transfer", "minicnn.landscape", "minicnn.stats"]),
     ("package", "`import minicnn as mc`: the public names", ["minicnn"]),

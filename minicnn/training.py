@@ -35,12 +35,13 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from minicnn import backend
+from minicnn import backend, interrupts
 from minicnn.autograd import Tensor, no_grad
 from minicnn.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from minicnn.data.loader import DataLoader
 from minicnn.data.presets import DATASETS, load_data
 from minicnn.data.split import SPLIT_SEED, check_fraction, describe_splits, hold_out_validation
+from minicnn.metrics import EpochAverage
 from minicnn.models import factory_of
 from minicnn.nn import functional as F
 from minicnn.optim import SGD, Adam, CosineAnnealingLR
@@ -118,50 +119,6 @@ def _as_tensor(value, device):
     return tensor
 
 
-def _count_correct(outputs, targets):
-    """(correct, counted) for class scores ``outputs`` (N, C, ...) against integer ``targets``
-    (N, ...), or None when this is not classification (e.g. a regression with mse_loss).
-
-    Per-pixel scores (N, C, H, W) against masks (N, H, W) give pixel accuracy; negative targets
-    (``ignore_index``, -100 by default) are not counted.
-    """
-    if isinstance(outputs, (tuple, list)):  # e.g. GoogLeNet's (logits, aux1, aux2)
-        outputs = outputs[0]
-    scores, labels = outputs.data, targets.data
-    if labels.dtype.kind not in "iu" or scores.ndim != labels.ndim + 1 or \
-            scores.shape[:1] + scores.shape[2:] != labels.shape:
-        return None
-    counted = labels >= 0
-    correct = (scores.argmax(axis=1) == labels) & counted
-    return int(correct.sum()), int(counted.sum())
-
-
-class _EpochAverage:
-    """The loss and accuracy of an epoch so far, each batch weighted by its number of images."""
-
-    def __init__(self):
-        self.loss_sum, self.images, self.correct, self.counted, self.steps = 0.0, 0, 0, 0, 0
-
-    def update(self, loss, outputs, targets):
-        n = targets.shape[0]
-        self.steps += 1
-        self.loss_sum += loss * n
-        self.images += n
-        counts = _count_correct(outputs, targets)
-        if counts is not None:
-            self.correct += counts[0]
-            self.counted += counts[1]
-
-    @property
-    def loss(self):
-        return self.loss_sum / self.images if self.images else float("nan")
-
-    @property
-    def accuracy(self):
-        """Fraction correct, or None when nothing was classified."""
-        return self.correct / self.counted if self.counted else None
-
-
 def _show_progress(progress):
     """``progress=None`` means: show the bar when it would land on a terminal."""
     if progress is None:
@@ -197,11 +154,12 @@ def evaluate(model, loader, loss_fn=F.cross_entropy, progress=False):
     """
     was_training = model.training
     device = _model_device(model)
-    average = _EpochAverage()
+    average = EpochAverage()
     model.eval()
     try:
         with no_grad(), _progress_bar(loader, "evaluate", _show_progress(progress)) as bar:
             for images, targets in loader:
+                interrupts.check()
                 images, targets = _as_tensor(images, device), _as_tensor(targets, device)
                 outputs = model(images)
                 average.update(loss_fn(outputs, targets).item(), outputs, targets)
@@ -214,15 +172,16 @@ def evaluate(model, loader, loss_fn=F.cross_entropy, progress=False):
 # ---- training -----------------------------------------------------------------------------------
 
 def _train_one_epoch(model, optimizer, loader, loss_fn, epoch, epochs, progress, position):
-    """One pass over ``loader``; returns its :class:`_EpochAverage` and the seconds it took.
+    """One pass over ``loader``; returns its :class:`~minicnn.metrics.EpochAverage` and the seconds it took.
     ``position["step"]`` follows the step being trained (for the message of a Ctrl-C)."""
     model.train()
     device = _model_device(model)
-    average = _EpochAverage()
+    average = EpochAverage()
     started = time.perf_counter()
     with _progress_bar(loader, f"epoch {epoch}/{epochs}", progress) as bar:
         for step, (images, targets) in enumerate(loader, start=1):
             position["step"] = step
+            interrupts.check()
             images, targets = _as_tensor(images, device), _as_tensor(targets, device)
             outputs = model(images)
             loss = loss_fn(outputs, targets)
@@ -292,30 +251,22 @@ def fit(model, optimizer, train_loader, epochs, *, loss_fn=F.cross_entropy, val_
         raise ValueError("fit(resume=True) needs checkpoint_path: the file to resume from")
     progress = _show_progress(progress)
     history, done_epochs, step = new_history(), 0, 0
-    if resume:
-        if os.path.exists(checkpoint_path):
-            saved = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
-            done_epochs, step = saved["epoch"] or 0, saved["step"] or 0
-            history = saved["history"] or history
-            loader_state = (saved["extra"] or {}).get("train_loader")
-            if loader_state is not None and hasattr(train_loader, "load_state_dict"):
-                train_loader.load_state_dict(loader_state)
-            if after_resume is not None:
-                after_resume(saved)
-            _say(log, f"resumed from {checkpoint_path}: {done_epochs} of {epochs} epochs done; "
-                      f"lr {optimizer.param_groups[0]['lr']:.4g} next")
-        else:
-            _say(log, f"no checkpoint at {checkpoint_path} yet: starting from the beginning")
-
-    saved_epoch, position = (done_epochs if resume else 0), {"step": 0}
+    saved_epoch, position = 0, {"step": 0}
     try:
-        for epoch in range(done_epochs + 1, epochs + 1):
-            position.update(epoch=epoch, step=0)
-            step = _fit_epoch(model, optimizer, train_loader, val_loader, loss_fn, scheduler,
-                              checkpoint_path, progress, log, epoch, epochs, step, history,
-                              position, extra)
-            if checkpoint_path is not None:
-                saved_epoch = epoch
+        with interrupts.at_step_boundaries():  # a Ctrl-C lands between two steps
+            if resume:
+                history, done_epochs, step = _resume(model, optimizer, scheduler, train_loader,
+                                                     checkpoint_path, epochs, log, after_resume,
+                                                     history)
+                saved_epoch = done_epochs
+            for epoch in range(done_epochs + 1, epochs + 1):
+                position.update(epoch=epoch, step=0)
+                step = _fit_epoch(model, optimizer, train_loader, val_loader, loss_fn, scheduler,
+                                  checkpoint_path, progress, log, epoch, epochs, step, history,
+                                  position, extra)
+                if checkpoint_path is not None:
+                    saved_epoch = epoch
+            interrupts.check()  # a Ctrl-C after the last step still stops the program
     except KeyboardInterrupt:
         try:
             steps = len(train_loader)
@@ -324,6 +275,25 @@ def fit(model, optimizer, train_loader, epochs, *, loss_fn=F.cross_entropy, val_
         raise TrainingInterrupted(position.get("epoch", done_epochs + 1), position["step"],
                                   steps, epochs, saved_epoch, checkpoint_path) from None
     return history
+
+
+def _resume(model, optimizer, scheduler, train_loader, checkpoint_path, epochs, log,
+            after_resume, history):
+    """Restore the state saved in ``checkpoint_path`` (when it exists) for :func:`fit`;
+    returns ``(history, epochs done, steps done)``."""
+    if not os.path.exists(checkpoint_path):
+        _say(log, f"no checkpoint at {checkpoint_path} yet: starting from the beginning")
+        return history, 0, 0
+    saved = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
+    done_epochs = saved["epoch"] or 0
+    loader_state = (saved["extra"] or {}).get("train_loader")
+    if loader_state is not None and hasattr(train_loader, "load_state_dict"):
+        train_loader.load_state_dict(loader_state)
+    if after_resume is not None:
+        after_resume(saved)
+    _say(log, f"resumed from {checkpoint_path}: {done_epochs} of {epochs} epochs done; "
+              f"lr {optimizer.param_groups[0]['lr']:.4g} next")
+    return saved["history"] or history, done_epochs, saved["step"] or 0
 
 
 def _fit_epoch(model, optimizer, train_loader, val_loader, loss_fn, scheduler, checkpoint_path,
