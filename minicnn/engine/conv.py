@@ -55,6 +55,8 @@ fast (measured on a 2-core machine; ``benchmarks/bench_conv.py``):
    kernels); a 1x1 kernel has no gaps and stays pointwise (point 6). The dense paths are the
    same code with dilation 1, branched off at the top (``dilation != (1, 1)``), so a dense
    convolution does exactly what it did before dilation existed.
+11. 3x3 stride-1 layers with enough channels take Winograd's algorithm (``engine/winograd.py``,
+   2.25 times fewer multiplications), all three passes; ``MINICNN_CONV_ALGORITHM`` forces one.
 
 Memory: ``minicnn/engine/memory.py`` predicts the column buffers of a layer. Together they stay
 below ``parallel.max_column_bytes`` unless the columns of a single image are larger.
@@ -62,6 +64,7 @@ below ``parallel.max_column_bytes`` unless the columns of a single image are lar
 import numpy as np
 
 from minicnn import backend
+from minicnn.engine import winograd
 from minicnn.engine.parallel import chunking, parallel, split_evenly
 from minicnn.engine.workspace import workspace
 from minicnn.kernels import direct_conv
@@ -80,6 +83,8 @@ def forward(x, w, b, stride, padding, groups, dilation=(1, 1)):
     if dilation != (1, 1):                                         # point 10
         y, _ = conv2d_nhwc(x, w, b, stride, padding, groups, dilation=dilation)
         return y
+    if m := winograd.tile_size(x, w.shape, stride, padding, groups):   # point 11
+        return winograd.forward(x, w, b, padding, m)
     if use_direct(backend.get_array_module(x), x.shape, w.shape, stride, groups):
         return conv2d_direct_nhwc(x, w, b, padding)
     y, _ = conv2d_nhwc(x, w, b, stride, padding, groups)
@@ -102,6 +107,8 @@ def backward(x, w, gy, stride, padding, groups, need_x, need_w, dilation=(1, 1))
         gw = conv2d_nhwc(x, w, None, stride, padding, groups, gy=gy, need_y=False,
                          dilation=dilation)[1] if need_w else None
         return None, gw
+    if m := winograd.tile_size(x, w.shape, stride, padding, groups):   # point 11
+        return winograd.backward(x, w, gy, padding, need_x, need_w, m)
     gx = gw = None
     if need_w and use_direct(backend.get_array_module(x), x.shape, w.shape, stride, groups):
         gw = conv2d_direct_weight_grad_nhwc(x, gy, w.shape[2:], padding)
