@@ -38,6 +38,12 @@ Biases, pooling, batch norm, activations, additions and concatenations count 0. 
 convention behind torchvision's published GFLOPS (which are really giga-multiply-adds: AlexNet
 0.714, VGG-16 15.47, ResNet-50 4.089 at 224x224). Register a counter for another layer type in
 ``MAC_COUNTERS``.
+
+The last column names the algorithm each convolution's forward pass runs on the input's device
+(its backward takes the same one): ``winograd F(2x2,3x3)`` / ``winograd F(4x4,3x3)``
+(``minicnn/engine/winograd.py``: 3x3 stride-1 layers, chosen per layer, or forced by
+``MINICNN_CONV_ALGORITHM``), ``direct`` (one input channel), ``1x1 GEMM`` (no im2col at all),
+``im2col``, ``im2col (reference)`` on the reference lane, ``col2im`` for a transposed convolution.
 """
 import dataclasses
 import sys
@@ -47,6 +53,8 @@ import numpy as np
 from minicnn import autograd, backend
 from minicnn.autograd import Tensor
 import minicnn.nn as nn
+from minicnn.engine import conv as engine
+from minicnn.engine import winograd
 from minicnn.kernels.geometry import conv_output_size
 from minicnn.ops.conv import conv2d_geometry, conv_transpose2d_geometry
 
@@ -92,6 +100,25 @@ def _mac_counter(module):
         if cls in MAC_COUNTERS:
             return MAC_COUNTERS[cls]
     return None
+
+
+def _conv2d_algorithm(layer, input, device):
+    """The engine's path for ``layer(input)`` (see the module doc), decided as the engine does."""
+    if backend.reference_lane():
+        return "im2col (reference)"
+    batch = input.reshape((1,) + input.shape) if input.ndim == 3 else input   # one image
+    stride, padding, _ = conv2d_geometry(batch, layer.weight, layer.bias, layer.stride,
+                                         layer.padding, layer.groups, layer.dilation)
+    w_shape, on_cpu = layer.weight.shape, device == "cpu"
+    m = winograd.choose(on_cpu, w_shape, stride, padding, layer.groups, layer.dilation)
+    if m:
+        return winograd.algorithm_name(m)
+    if engine.use_direct(np if on_cpu else None, (1, 1, 1, batch.shape[1]), w_shape, stride,
+                         layer.groups, layer.dilation):
+        return "direct"
+    if engine.is_pointwise(tuple(w_shape[2:]), stride, padding):
+        return "1x1 GEMM"
+    return "im2col"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +191,7 @@ class LayerRow:
     self_macs: int = 0
     leaf: bool = True               # called no other module
     repeated: bool = False          # ran before in this pass (shared): params counted there
+    algorithm: str = ""             # a convolution's: 'winograd F(2x2,3x3)', 'im2col', ...
 
 
 def _format_count(value):
@@ -247,16 +275,17 @@ class ModelSummary:
         # a module called again (shared) had its parameters counted at its first call
         shown = "(recursive)" if row.repeated and row._shared_params else _format_count(params)
         return ["  " * row.depth + label, _format_shape(row.output_shape), shown,
-                _format_count(macs), _format_bytes(columns[0]), _format_bytes(columns[1])]
+                _format_count(macs), _format_bytes(columns[0]), _format_bytes(columns[1]),
+                row.algorithm]
 
     def __str__(self):
         header = ["Layer (type)", "Output shape", "Params", "Mult-adds", "im2col",
-                  "whole batch"]
+                  "whole batch", "Algorithm"]
         body = [self._cells(row) for row in self.visible_rows]
         widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
 
         def render(line):
-            return "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+            return "  ".join(cell.ljust(w) if i < 2 or i == 6 else cell.rjust(w)
                              for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
 
         rule = "=" * len(render(header))
@@ -405,6 +434,10 @@ def summary(model, input_shape, depth=3, dtype=None, device=None, shape_only=Tru
         first = args[0] if args else None
         if counter is not None and isinstance(first, Tensor):
             row.self_macs = int(counter(module, first, output)) * batch
+        if isinstance(module, nn.ConvTranspose2d):
+            row.algorithm = "col2im"
+        elif isinstance(module, nn.Conv2d) and isinstance(first, Tensor):
+            row.algorithm = _conv2d_algorithm(module, first, device)
         if hasattr(module, "column_bytes") and row.input_shape is not None:
             row.column_bytes = int(module.column_bytes(row.input_shape, chunked=True))
             row.unchunked_column_bytes = int(module.column_bytes(row.input_shape, chunked=False))

@@ -84,24 +84,29 @@ def conv_algorithm(name):
         _setting = previous
 
 
-def can_take(xp, w_shape, stride, padding, groups, dilation=(1, 1)):
-    """Can this convolution run as Winograd here? (3x3, stride 1, one group, padding 0-2.)"""
-    return (xp is np and not backend.reference_lane() and tuple(w_shape[2:]) == (3, 3)
+def can_take(on_cpu, w_shape, stride, padding, groups, dilation=(1, 1)):
+    """Can this convolution run as Winograd here? (3x3, stride 1, one group, padding 0-2, a
+    NumPy array, the fast lane.)"""
+    return (on_cpu and not backend.reference_lane() and tuple(w_shape[2:]) == (3, 3)
             and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
             and all(0 <= p <= 2 for p in padding))
 
 
-def tile_size(x, w_shape, stride, padding, groups, dilation=(1, 1)):
-    """0 (not Winograd), 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3), for the channels-last input
-    ``x`` (N, H, W, C) and a weight of ``w_shape`` (see the module doc)."""
-    if _setting == "im2col" or not can_take(backend.get_array_module(x), w_shape, stride,
-                                            padding, groups, dilation):
+def choose(on_cpu, w_shape, stride, padding, groups, dilation=(1, 1)):
+    """0 (not Winograd), 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3), for a weight of ``w_shape``
+    (OC, C, KH, KW) on NumPy arrays (``on_cpu``) or not (see the module doc)."""
+    if _setting == "im2col" or not can_take(on_cpu, w_shape, stride, padding, groups, dilation):
         return 0
     if _setting == "winograd2":
         return 2
     if _setting == "winograd4":
         return 4
     return 2 if min(w_shape[0], w_shape[1]) >= MIN_CHANNELS else 0
+
+
+def tile_size(x, w_shape, stride, padding, groups, dilation=(1, 1)):
+    """:func:`choose` for the input array ``x`` (what ``engine/conv.py`` asks)."""
+    return choose(backend.get_array_module(x) is np, w_shape, stride, padding, groups, dilation)
 
 
 def algorithm_name(m):
