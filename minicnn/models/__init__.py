@@ -9,6 +9,7 @@ factory by name (the command line uses it).
 from minicnn.models.alexnet import alexnet, alexnet_paper, alexnet_small
 from minicnn.models.densenet import (DenseNet, densenet121, densenet161, densenet169,
                                      densenet201, densenet_bc_cifar, densenet_small)
+from minicnn.models.fcn import FCN, fcn8s, fcn16s, fcn32s, fcn_small
 from minicnn.models.googlenet import (GoogLeNet, GoogLeNetOutputs, googlenet, googlenet_loss,
                                       googlenet_paper, googlenet_small)
 from minicnn.models.lenet import LeNet5, lenet5
