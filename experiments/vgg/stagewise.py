@@ -14,8 +14,9 @@ need a better initialisation". Per seed this script trains, on the same Fashion-
   normal, fan-out for the convs, fan-in for the linear layers; biases 0).
 
 Every epoch is judged on validation images held out of the training split; each trained net
-meets the test images once, at the end of its run. One JSON file per seed goes to
-``OUT/runs/seedS.json``; ``--summarize-only`` merges them into ``OUT/results.json``.
+meets the test images once, at the end of its run. Two input scalings (``--inputs``, see
+``RECIPES``). One JSON file per seed goes to ``OUT/runs/seedS.json``; ``--summarize-only``
+merges them into ``OUT/results.json``.
 """
 import argparse
 import json
@@ -33,7 +34,19 @@ from minicnn.models.vgg import vgg_grow
 
 RECIPE = {"width": 8, "train_size": 2000, "val_size": 1000, "test_size": 2000,
           "epochs_per_stage": 6, "batch_size": 64, "optimizer": "Adam", "lr": 1e-3,
-          "dropout": 0.5, "data_seed": 0, "val_fraction": 0.1}
+          "dropout": 0.5, "data_seed": 0, "val_fraction": 0.1, "inputs": "normalised"}
+#: the two input scalings studied: ``normalised`` (the training images' mean and std, as every
+#: other notebook) and ``paper`` (the VGG paper's only preprocessing: the mean pixel value
+#: subtracted from pixel values in 0..255, so the inputs' std is about 90 instead of 1)
+RECIPES = {"normalised": RECIPE, "paper": dict(RECIPE, inputs="paper")}
+
+
+def input_transform(recipe):
+    """The batch transform of ``recipe["inputs"]`` (a recipe without the key: normalised)."""
+    (mean,), (std,) = mc.data.NORMALIZE["fashion-mnist"]
+    if recipe.get("inputs", "normalised") == "paper":
+        return T.Normalize((mean,), (1 / 255,))      # 255 * x - 255 * mean
+    return T.Normalize((mean,), (std,))
 
 
 def paper_init(model):
@@ -95,7 +108,7 @@ def train_run(model, name, epochs, seed, splits, recipe, progress=True, evaluate
     """Train ``model`` for ``epochs`` epochs (validation every epoch), then evaluate the test
     images once (unless ``evaluate_test=False``). Returns the run's record (plain data)."""
     train, val, test = splits
-    normalize = T.Normalize(*mc.data.NORMALIZE["fashion-mnist"])
+    normalize = input_transform(recipe)
     images, labels = train.get_batch(np.arange(min(256, len(train))))
     logit_std, grad = at_init(model, normalize(images), labels)
     loader = mc.data.DataLoader(train, batch_size=recipe["batch_size"], shuffle=True, seed=seed,
@@ -166,21 +179,25 @@ def summarize(out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent))
+    parser.add_argument("--inputs", choices=sorted(RECIPES), default="paper",
+                        help="the input scaling (see RECIPES); default: the paper's")
+    parser.add_argument("--out", default=None,
+                        help="the study's folder (default: experiments/vgg/INPUTS)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--summarize-only", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    out = pathlib.Path(args.out)
+    recipe = RECIPES[args.inputs]
+    out = pathlib.Path(args.out or pathlib.Path(__file__).resolve().parent / args.inputs)
     if not args.summarize_only:
-        splits = load_splits(RECIPE)
+        splits = load_splits(recipe)
         print(f"data: {len(splits[0]):,} train / {len(splits[1]):,} validation / "
               f"{len(splits[2]):,} test images", flush=True)
         (out / "runs").mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
-            records = run_seed(seed, splits, RECIPE, progress=not args.no_progress)
+            records = run_seed(seed, splits, recipe, progress=not args.no_progress)
             path = out / "runs" / f"seed{seed}.json"
-            path.write_text(json.dumps({"recipe": RECIPE, "seed": seed, "runs": records},
+            path.write_text(json.dumps({"recipe": recipe, "seed": seed, "runs": records},
                                        indent=1))
             print(f"wrote {path}", flush=True)
     merged = summarize(out)
