@@ -247,16 +247,18 @@ def test_gradcheck_in_float64(m):
 
 @pytest.mark.usefixtures("fast_lane")
 def test_auto_takes_f2_for_3x3_stride_1_with_enough_channels():
-    x16 = np.zeros((1, 8, 8, 16), np.float32)
-    w16 = (16, 16, 3, 3)
+    assert W.MIN_CHANNELS == 32
+    x16 = np.zeros((1, 8, 8, 32), np.float32)
+    w16 = (32, 32, 3, 3)
     with W.conv_algorithm("auto"):
         assert W.tile_size(x16, w16, (1, 1), (1, 1), 1) == 2
-        assert W.tile_size(x16, (8, 16, 3, 3), (1, 1), (1, 1), 1) == 0     # few channels out
+        assert W.tile_size(x16, (16, 32, 3, 3), (1, 1), (1, 1), 1) == 0    # few channels out
+        assert W.tile_size(x16, (32, 16, 3, 3), (1, 1), (1, 1), 1) == 0    # few channels in
         assert W.tile_size(x16, w16, (2, 2), (1, 1), 1) == 0               # strided
-        assert W.tile_size(x16, (16, 8, 3, 3), (1, 1), (1, 1), 2) == 0     # grouped
+        assert W.tile_size(x16, (32, 16, 3, 3), (1, 1), (1, 1), 2) == 0    # grouped
         assert W.tile_size(x16, w16, (1, 1), (1, 1), 1, (2, 2)) == 0       # dilated
         assert W.tile_size(x16, w16, (1, 1), (3, 3), 1) == 0               # padding 3
-        assert W.tile_size(x16, (16, 16, 5, 5), (1, 1), (1, 1), 1) == 0    # 5x5
+        assert W.tile_size(x16, (32, 32, 5, 5), (1, 1), (1, 1), 1) == 0    # 5x5
     with W.conv_algorithm("im2col"):
         assert W.tile_size(x16, w16, (1, 1), (1, 1), 1) == 0
     with W.conv_algorithm("winograd4"):
@@ -290,8 +292,8 @@ def test_the_op_runs_the_chosen_algorithm(monkeypatch):
         real = getattr(W, name)
         monkeypatch.setattr(W, name, lambda *a, _real=real, _name=name, **k:
                             calls.append((_name, a[-1])) or _real(*a, **k))
-    x = Tensor(np.ones((1, 16, 6, 6), np.float32), requires_grad=True)
-    w = Tensor(np.ones((16, 16, 3, 3), np.float32), requires_grad=True)
+    x = Tensor(np.ones((1, 32, 6, 6), np.float32), requires_grad=True)
+    w = Tensor(np.ones((32, 32, 3, 3), np.float32), requires_grad=True)
     for setting, m in (("im2col", 0), ("winograd2", 2), ("winograd4", 4), ("auto", 2)):
         # backward's input gradient is the forward with the flipped kernel: a second forward
         expected = [("forward", m), ("backward", m), ("forward", m)] if m else []
@@ -303,8 +305,8 @@ def test_the_op_runs_the_chosen_algorithm(monkeypatch):
 
 def test_summary_names_the_algorithm_of_each_conv_layer():
     import minicnn.nn as nn
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1),
-                          nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.Conv2d(32, 8, 1),
+    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.Conv2d(32, 32, 3, padding=1),
+                          nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.Conv2d(32, 8, 1),
                           nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
     with mc.reference_kernels(False):
         result = mc.summary(model, (4, 1, 16, 16), print_table=False)

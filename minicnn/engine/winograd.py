@@ -25,10 +25,16 @@ Which layers: :func:`tile_size` answers 0 (not Winograd: im2col, the direct or t
 the fast lane (the reference lane runs the lecture's im2col). Among those, the setting
 ``MINICNN_CONV_ALGORITHM`` (or :func:`conv_algorithm` for a block of code) decides:
 
-* ``auto`` (default): F(2x2, 3x3) when both channel counts are at least ``MIN_CHANNELS``
-  (below that the transforms cost more than the multiplications they save; measured in
-  ``benchmarks/bench_winograd.py``), else im2col. F(4x4, 3x3) is never chosen by itself:
-  its float32 error is about ten times F(2x2)'s (the bound in ``tests/test_winograd.py``);
+* ``auto`` (default): F(2x2, 3x3) when both channel counts are at least ``MIN_CHANNELS``,
+  else im2col. Below that the GEMMs are too narrow to be limited by multiplications, and the
+  transforms' extra passes over memory cost more than the multiplications saved: measured with
+  ``python benchmarks/bench_winograd.py --passes`` (one thread, CPU time, batch 32, a 2-core
+  AMD EPYC shared with other jobs, so provisional), forward + both gradients in ms, im2col /
+  F(2x2) / F(4x4): 8 channels at 32x32 3.2+1.8 / 6.7+3.0 / 7.5+3.8 (Winograd slower), 16 at
+  32x32 6.1+3.6 / 9.1+4.0 / 9.6+4.4 (slower), 32 at 16x16 5.4+2.4 / 4.5+2.1 / 4.5+2.1, 64 at
+  8x8 4.2+1.9 / 4.0+2.5 / 3.7+1.7, 64 at 28x28 50+25 / 35+16 / 24+11. F(4x4, 3x3) is never
+  chosen by itself: its float32 error is about ten times F(2x2)'s (the bounds in
+  ``tests/test_winograd.py``), though it was the fastest of the three on the wider layers;
 * ``im2col``: never Winograd; ``winograd2`` / ``winograd4``: F(2x2) / F(4x4) on every layer
   that can take it (for tests and measurements).
 
@@ -49,7 +55,7 @@ ALGORITHMS = ("auto", "im2col", "winograd2", "winograd4")
 #: what ``mc.summary`` calls each tile size
 NAMES = {2: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)"}
 #: ``auto`` takes F(2x2, 3x3) when C_in and C_out are both at least this
-MIN_CHANNELS = 16
+MIN_CHANNELS = 32
 
 
 def _check(name):
