@@ -272,9 +272,10 @@ for section in ("linear_4096_backward_ms", "conv_64x64_14x14_backward_ms"):
     print(f"  {section}: " + "; ".join(f"{k}: {v} ms" for k, v in bench[section].items()))
 
 # %% [markdown]
-# The printed ratios are the answer, and they depend on how busy the machine is (the committed
-# benchmark, made single-threaded with medians of interleaved rounds, shows the same order).
-# Freezing everything but the head does not make a step free: the forward pass through the
+# The live timings move with the load of the machine that runs the notebook (the committed
+# outputs were made while other jobs shared the machine, so read them loosely). The committed
+# benchmark, made single-threaded with medians of interleaved rounds, is the one to read: a
+# frozen part makes a step cheaper, and training only the head is the cheapest. Freezing everything but the head does not make a step free: the forward pass through the
 # whole network still runs; what goes is the backward through the frozen part. And parameters
 # are not compute: `layer3` holds most of ResNet-8's parameters (the report above), but it works
 # on 7x7 maps, while the frozen stem and `layer1` work on 28x28 — skipping their backward is
