@@ -364,7 +364,8 @@ for name, (t_ref, t_numba) in kernel_times.items():
 # backward, for the whole batch at once. Otherwise the **engine** (`minicnn/engine/`) does the
 # same products in chunks that stay in the CPU cache, on worker threads, with reused buffers,
 # numba copies and a few special cases (1x1 kernels, one input channel, the input gradient as a
-# convolution with the flipped kernel). The op, `minicnn/ops/conv.py`, holds the lesson; the
+# convolution with the flipped kernel, and Winograd's algorithm for 3x3 layers with enough
+# channels, the last section of this notebook). The op, `minicnn/ops/conv.py`, holds the lesson; the
 # engine's docstring holds the speed notes. Both lanes on one ResNet-20 layer (16 -> 16
 # channels, 3x3, 32x32), forward and backward:
 
@@ -404,8 +405,9 @@ print(f"forward + backward, batch {len(x_layer)}: reference {1e3 * t_reference:.
 # ### Against PyTorch
 #
 # A whole convolution, forward and backward, for three layer shapes from the lecture's networks,
-# minicnn (`F.conv2d`: im2col in chunks that fit the cache, GEMM by OpenBLAS, col2im) against
-# PyTorch's CPU convolution (oneDNN) in the same process.
+# minicnn (`F.conv2d`: im2col in chunks that fit the cache, GEMM by OpenBLAS, col2im; Winograd
+# for the two 3x3 layers, see below) against PyTorch's CPU convolution (oneDNN) in the same
+# process.
 
 # %%
 try:
@@ -458,12 +460,156 @@ if torch is not None:
     plt.show()
 
 # %% [markdown]
-# minicnn takes somewhat longer than PyTorch for these layers (the ratios printed above; 1.1 to
-# 1.4 on a quiet 2-core machine, more when other work shares its cores, as timings on a shared
-# machine vary between runs), and the numba twins were several times faster than the NumPy
-# references: most of the time of both goes into the same GEMMs, and what differs is how well the
-# copies (im2col, col2im) and the GEMM calls are arranged around them. The README's speed table
-# has more shapes, measured on a quiet machine.
+# The ratios printed above move from run to run when other work shares the machine's cores, and
+# the numba twins were several times faster than the NumPy references: most of the time goes into
+# GEMMs, and what differs is how well the copies (im2col, col2im) and the GEMM calls are
+# arranged around them -- or, with Winograd, how many multiplications are left to do. The
+# README's speed table has more shapes, measured on a quiet machine.
+
+# %% [markdown]
+# ## Winograd: the same convolution with fewer multiplications
+#
+# im2col + GEMM does every multiplication of the definition: 9 per output per input channel for
+# a 3x3 filter. Lavin and Gray (2016, "Fast Algorithms for Convolutional Neural Networks") took
+# Winograd's minimal filtering algorithms to CNNs. In one dimension, two outputs of a 3-tap
+# filter `g` over four inputs `d`,
+#
+# `y0 = d0 g0 + d1 g1 + d2 g2`,  `y1 = d1 g0 + d2 g1 + d3 g2`   (6 multiplications),
+#
+# come out of 4 products, because the filter's sums can be prepared once, before any data:
+#
+# `m1 = (d0 - d2) g0`, `m2 = (d1 + d2)(g0 + g1 + g2)/2`, `m3 = (d2 - d1)(g0 - g1 + g2)/2`,
+# `m4 = (d1 - d3) g2`;  `y0 = m1 + m2 + m3`, `y1 = m2 - m3 - m4`.
+#
+# Multiply out `m2 + m3` and `m2 - m3` and the cross terms cancel. This is F(2, 3), by hand:
+
+# %%
+d = np.array([2.0, -1.0, 3.0, 0.5])            # four inputs
+g = np.array([1.0, 2.0, -1.0])                 # one 3-tap filter
+direct = [d[0] * g[0] + d[1] * g[1] + d[2] * g[2], d[1] * g[0] + d[2] * g[1] + d[3] * g[2]]
+g_sum, g_alt = (g[0] + g[1] + g[2]) / 2, (g[0] - g[1] + g[2]) / 2   # the filter's part: once
+m1, m2 = (d[0] - d[2]) * g[0], (d[1] + d[2]) * g_sum
+m3, m4 = (d[2] - d[1]) * g_alt, (d[1] - d[3]) * g[2]
+winograd_1d = [m1 + m2 + m3, m2 - m3 - m4]
+direct, winograd_1d = [float(v) for v in direct], [float(v) for v in winograd_1d]
+print("direct   (6 multiplications):", direct)
+print("Winograd (4 multiplications):", winograd_1d)
+
+# %% [markdown]
+# In matrices this is `y = Aᵀ [(G g) ⊙ (Bᵀ d)]` (⊙ element by element): `Bᵀ` transforms the data,
+# `G` the filter, `Aᵀ` takes the products back to outputs. Where the matrices come from: the
+# outputs are the coefficients of a product of two polynomials, fixed by its values at 4 points
+# (0, 1, -1 and infinity); evaluate, multiply pointwise, interpolate back (Toom-Cook). F(4, 3)
+# takes 6 points (adding 2 and -2) for 4 outputs. `minicnn/kernels/winograd.py` writes them out:
+
+# %%
+from minicnn.kernels import winograd as WG
+
+BT, G, AT = WG.matrices(2)
+print("B^T =\n", BT, "\nG =\n", G, "\nA^T =\n", AT)
+print("A^T [(G g) * (B^T d)] =", AT @ ((G @ g) * (BT @ d)))
+BT4, G4, AT4 = WG.matrices(4)
+d6 = rng.standard_normal(6)
+print("F(4, 3) on six inputs:", AT4 @ ((G4 @ g) * (BT4 @ d6)), "direct:",
+      np.array([d6[i:i + 3] @ g for i in range(4)]))
+print("largest entries: F(2, 3)", np.abs(np.r_[BT.ravel(), AT.ravel()]).max(),
+      "| F(4, 3)", np.abs(np.r_[BT4.ravel(), AT4.ravel()]).max(),
+      "; smallest nonzero in G:", np.abs(G[G != 0]).min(), "and", np.abs(G4[G4 != 0]).min())
+
+# %% [markdown]
+# **Two dimensions.** Nest the 1-D algorithm in rows and columns: an `m x m` output tile from an
+# `(m + 2) x (m + 2)` input tile `d` (neighbouring tiles overlap by two pixels) is
+# `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. With many channels the element-wise product becomes a sum over
+# input channels: one matrix product per position of the tile, `(tiles, C_in) @ (C_in, C_out)`,
+# which BLAS does at full speed, between transforms that cost additions only. Multiplications per
+# output pixel, per input and output channel:
+
+# %%
+for m in (2, 4):
+    alpha = m + 2
+    per_tile, direct_per_tile = alpha * alpha, 9 * m * m
+    print(f"F({m}x{m}, 3x3): {per_tile} multiplications per {m}x{m} tile instead of "
+          f"{direct_per_tile}: {direct_per_tile / per_tile:.2f}x fewer")
+
+# the whole layer: the readable NumPy reference on our image, against F.conv2d
+filters = rng.standard_normal((4, 1, 3, 3)).astype(np.float64)
+x_img = image[None].astype(np.float64).transpose(0, 2, 3, 1)          # (1, 28, 28, 1) NHWC
+y_wino = WG.conv2d_winograd_reference(x_img, filters, None, (1, 1), 2)
+y_ref = F.conv2d(mc.Tensor(image[None].astype(np.float64)), mc.Tensor(filters), padding=1)
+print("F(2x2, 3x3) on the image:", y_wino.shape, "max |Winograd - conv2d| =",
+      f"{np.abs(y_wino.transpose(0, 3, 1, 2) - y_ref.numpy()).max():.1e} (float64)")
+
+# %% [markdown]
+# **Accuracy.** The transforms add and subtract numbers of different sizes, and `G` holds halves
+# (F(2x2)) or sixths and twenty-fourths (F(4x4)), so float32 rounding grows with the tile. The
+# error of each algorithm in float32, against float64 direct convolution of the same numbers, as
+# a fraction of the output's largest value, on a ResNet-20 layer (32 channels, 16x16), forward and
+# both gradients:
+
+# %%
+from minicnn.engine import conv as engine_conv
+from minicnn.engine.winograd import conv_algorithm
+
+n_acc = 4 if FAST else 32
+x32 = rng.standard_normal((n_acc, 16, 16, 32)).astype(np.float32)               # NHWC
+w32 = (rng.standard_normal((32, 32, 3, 3)) * np.sqrt(2 / 288)).astype(np.float32)
+gy32 = rng.standard_normal(x32.shape).astype(np.float32)
+exact = [engine_conv.reference_forward(x32.astype(np.float64), w32.astype(np.float64), None,
+                                       (1, 1), (1, 1), 1)]
+with mc.reference_kernels():                                  # float64 im2col: the yardstick
+    exact += list(engine_conv.backward(x32.astype(np.float64), w32.astype(np.float64),
+                                       gy32.astype(np.float64), (1, 1), (1, 1), 1, True, True))
+errors = {}
+for algorithm in ("im2col", "winograd2", "winograd4"):
+    with conv_algorithm(algorithm):
+        got = [engine_conv.forward(x32, w32, None, (1, 1), (1, 1), 1)]
+        got += list(engine_conv.backward(x32, w32, gy32, (1, 1), (1, 1), 1, True, True))
+    errors[algorithm] = [np.abs(a - e).max() / np.abs(e).max() for a, e in zip(got, exact)]
+    print(f"{algorithm:10s} forward {errors[algorithm][0]:.1e}  input grad "
+          f"{errors[algorithm][1]:.1e}  weight grad {errors[algorithm][2]:.1e}")
+worst = {a: max(e) for a, e in errors.items()}
+print(f"F(4x4) is {worst['winograd4'] / worst['winograd2']:.0f} times less accurate than "
+      f"F(2x2) here, F(2x2) {worst['winograd2'] / worst['im2col']:.1f} times im2col's error")
+
+# %% [markdown]
+# F(2x2, 3x3) is as accurate as im2col; F(4x4, 3x3) loses about a decimal digit, still far
+# below what float32 training notices, but `tests/test_winograd.py` holds each to its own
+# bound. So minicnn takes F(2x2, 3x3) by itself, for 3x3 stride-1 layers with enough channels
+# (`mc.summary` names the algorithm of every layer), and F(4x4, 3x3) only when asked:
+# `MINICNN_CONV_ALGORITHM=winograd4` (or `im2col`, `winograd2`, `auto`) for a process,
+# `conv_algorithm(...)` for a block of code.
+#
+# **By the clock.** The same ResNet-20 layer, forward and backward, each algorithm against
+# PyTorch (same process, best of several runs; the benchmark `benchmarks/bench_winograd.py` runs
+# each framework in its own process, which is fairer on two cores):
+
+# %%
+n_time = 8 if FAST else 128
+xa = rng.standard_normal((n_time, 32, 16, 16)).astype(np.float32)
+xa_cl = np.ascontiguousarray(xa.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)   # NHWC memory
+wa = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)
+clock = {}
+for algorithm in ("im2col", "winograd2", "winograd4"):
+    with conv_algorithm(algorithm):
+        clock[algorithm] = best_time(lambda: step_minicnn(xa_cl, wa, 1), repeats)
+if torch is not None:
+    clock["PyTorch"] = best_time(lambda: step_torch(xa, wa, 1), repeats)
+for name, seconds in clock.items():
+    print(f"{name:10s} {1e3 * seconds:7.1f} ms")
+print(f"Winograd F(2x2) took {clock['winograd2'] / clock['im2col']:.2f} of im2col's time, "
+      f"F(4x4) {clock['winograd4'] / clock['im2col']:.2f}"
+      + (f"; PyTorch took {clock['PyTorch'] / clock['winograd2']:.2f} times F(2x2)'s"
+         if torch is not None else ""))
+mc.summary(mc.nn.Sequential(mc.nn.Conv2d(3, 16, 3, padding=1), mc.nn.Conv2d(16, 16, 3, padding=1),
+                            mc.nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                            mc.nn.Conv2d(32, 32, 3, padding=1)), (n_time, 3, 32, 32))
+
+# %% [markdown]
+# Fewer multiplications do not turn one for one into time: the transforms read and write every
+# tile, and with few channels the GEMMs are too narrow to be limited by multiplications at all,
+# so minicnn's choice also asks for enough channels. On a machine shared with other work single
+# timings move a lot; `benchmarks/bench_winograd.py --passes` measures each pass in CPU time of
+# one thread, which is steadier.
 #
 # **Summary.** A convolution is a matrix product once every window is copied into a row
 # (im2col); its input gradient is the adjoint copy summed back (col2im); pooling uses the same
