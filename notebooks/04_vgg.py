@@ -445,7 +445,7 @@ for inputs, study in studies.items():
           f"scratch), seeds {study['seeds']}")
 
 # %%
-ROUTES = {"chain: VGG-11 → 13 → 16, N(0, 0.01²)": ("chain", {})}
+ROUTES = {"chain: VGG-11 → 13 → 16, N(0, 0.01^2)": ("chain", {})}
 ROUTES.update({f"VGG-16 from scratch, {stagewise.INIT_NAMES[i]}": ("scratch", {"init": i})
                for i in stagewise.INITS})
 
@@ -484,9 +484,9 @@ for row, (inputs, study) in zip(axes, studies.items()):
     row[1].set_ylabel("training loss (during each epoch)")
 for ax in axes[1]:
     ax.set_xlabel("epoch (the chain: counted over its three stages)")
-axes[0][0].legend(fontsize=8)
-fig.suptitle("mean and min-max band over the seeds; dotted: the chain's stage boundaries",
-             fontsize=9)
+axes[1][0].legend(fontsize=8, loc="center right")
+fig.suptitle("mean and min-max band over the seeds; dotted: the chain's stage boundaries; a "
+             "curve not visible lies under another (at chance)", fontsize=9)
 plt.show()
 
 # %% [markdown]
