@@ -44,6 +44,8 @@ The last column names the algorithm each convolution's forward pass runs on the 
 (``minicnn/engine/winograd.py``: 3x3 stride-1 layers, chosen per layer, or forced by
 ``MINICNN_CONV_ALGORITHM``), ``direct`` (one input channel), ``1x1 GEMM`` (no im2col at all),
 ``im2col``, ``im2col (reference)`` on the reference lane, ``col2im`` for a transposed convolution.
+A Winograd layer's buffer columns show the im2col path's bytes, which bound its tile buffers
+unless it widens the channels (``_chunking`` in ``minicnn/engine/winograd.py``).
 """
 import dataclasses
 import sys

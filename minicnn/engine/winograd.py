@@ -135,9 +135,13 @@ def _split(buffer, *shapes):
 
 
 def _chunking(n_images, winograd_bytes, im2col_bytes):
-    """``parallel.chunking`` for tiles of ``winograd_bytes`` per image, with chunks no larger
-    than im2col's for the same layer (``im2col_bytes`` per image): a Winograd layer never holds
-    more buffer memory than ``minicnn.engine.memory`` predicts for it (the im2col path's)."""
+    """``parallel.chunking`` for tiles of ``winograd_bytes`` per image, with no more images per
+    chunk than im2col's columns (``im2col_bytes`` per image) would take: the buffers stay within
+    the same limits (``chunk_bytes``, ``max_column_bytes``), and no larger than the im2col path's
+    wherever the tiles take fewer bytes than its columns -- F(2x2, 3x3) unless C_out > 1.25 C_in,
+    F(4x4, 3x3) unless C_out > 3 C_in -- so ``minicnn.engine.memory``'s prediction (the im2col
+    path's) bounds them there too (for output sizes that are multiples of m; the tiles cut by
+    the edge add a little)."""
     return chunking(np, n_images, max(winograd_bytes, im2col_bytes))
 
 
