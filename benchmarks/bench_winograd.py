@@ -1,9 +1,10 @@
 """Winograd vs im2col vs PyTorch on ResNet-20's three 3x3 stride-1 layer shapes, and the accuracy.
 
-    python benchmarks/bench_winograd.py               # timings, writes benchmarks/results/winograd.md
-    python benchmarks/bench_winograd.py --quick       # fewer rounds and repeats
-    python benchmarks/bench_winograd.py --accuracy    # only the float32 error table
-    python benchmarks/bench_winograd.py --passes      # each pass alone, one thread, CPU time
+    python benchmarks/bench_winograd.py             # timings -> benchmarks/results/winograd.md
+    python benchmarks/bench_winograd.py --quick     # fewer rounds and repeats
+    python benchmarks/bench_winograd.py --accuracy  # only the float32 error table
+    python benchmarks/bench_winograd.py --passes    # each pass alone, one thread, CPU time
+                                                    # -> benchmarks/results/winograd_passes.md
 
 Timings: one layer (no bias, padding 1, batch 128) -- 16->16 at 32x32, 32->32 at 16x16, 64->64 at
 8x8 -- forward alone and forward + backward (input and weight gradients), float32, medians of
@@ -229,9 +230,10 @@ def main():
         print(accuracy_table())
         return
     if args.passes:
-        print(f"ms of CPU time, one thread, batch 32, min of {args.repeats}; load average "
-              f"{os.getloadavg()[0]:.1f}\n")
-        print(passes_table(args.repeats))
+        from results_io import write_results
+        head = (f"ms of CPU time, one thread, batch 32, min of {args.repeats}; load average "
+                f"{os.getloadavg()[0]:.1f}\n")
+        write_results("winograd_passes", head + "\n" + passes_table(args.repeats))
         return
     rounds, repeats = (2, 5) if args.quick else (args.rounds, args.repeats)
     load_before = os.getloadavg()[0]
