@@ -34,6 +34,7 @@ import minicnn as mc
 import minicnn.nn.functional as F
 from minicnn import backend
 from minicnn.engine import parallel
+from minicnn.engine.winograd import conv_algorithm
 from minicnn.engine.workspace import release_workspace, workspace
 from minicnn.kernels import im2col as im2col_kernels
 
@@ -47,7 +48,9 @@ def _resnet20_batch(seed):
 
 
 def _loss_and_gradients(model, x, y, reference):
-    with mc.reference_kernels(reference):
+    # im2col in the fast lane: Winograd rounds differently, and one pre-ReLU value within
+    # rounding of 0 then flips its ReLU (3 seeds of 10); tests/test_winograd.py bounds Winograd
+    with mc.reference_kernels(reference), conv_algorithm("im2col"):
         model.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
