@@ -314,10 +314,12 @@ print(f"largest drop: {modules[biggest[0]]}'s {labels[biggest[1]]} branch, "
 # seed-to-seed spread and which are within noise. An earlier, one-seed version of this notebook
 # read "uses every branch" into a single run; with three seeds, only the branches listed as needed
 # support such a statement. In this run the two early modules need all four of their branches,
-# the middle ones all but the pool branch, and the last module only its 3x3 branch; the 3x3
-# branch of the first module costs the most when removed. The intact nets agree closely with one
-# another, so the bar for "needed" is low: a branch whose removal costs little, but costs it in
-# every seed, counts as needed.
+# the first module's 3x3 branch costs the most when removed, and the last module needs none of
+# its branches on its own: with five modules in a row, its branches are partly redundant with one
+# another. A branch counts as needed only when every seed's ablated accuracy is below every
+# seed's intact accuracy (the grey band is the intact nets' spread); the verdicts near that bar,
+# on the middle modules' 5x5 and pool branches, are the ones a rerun can change (training on a
+# busy multi-core CPU is not bit-for-bit repeatable, so a rerun gives slightly different nets).
 #
 # ## The test set, once
 #

@@ -167,6 +167,7 @@ for k, name in enumerate(net_names):
     v = spread(val[name])
     axes[1].errorbar(params[name], v["mean"], yerr=[[v["mean"] - v["min"]], [v["max"] - v["mean"]]],
                      fmt="o", capsize=4, color=f"C{k}", label=name)
+axes[0].set_xticks(epoch_axis)
 axes[0].set_xlabel("epoch")
 axes[0].set_ylabel("validation accuracy (%)")
 axes[0].set_title(f"mean of {len(runs[dense])} seeds, band: min to max", fontsize=9)
@@ -176,6 +177,7 @@ axes[1].set_xlabel("parameters")
 axes[1].set_ylabel("validation accuracy (%)")
 axes[1].set_title(f"after {recipe['epochs']} epochs on {recipe['n_train']:,} images "
                   "(bars: min to max)", fontsize=9)
+axes[1].legend(fontsize=8)
 plt.show()
 print(compare(val[dense], val[small_res], dense, small_res, "{:.2f}%", "{:.2f} points"))
 print(compare(val[dense], val[big_res], dense, big_res, "{:.2f}%", "{:.2f} points"))
@@ -304,7 +306,8 @@ for label, per_seed in maps.items():
 # %%
 init_label = "at initialisation"
 shown = [label for label in maps if "Adam" not in label]
-fig, axes = plt.subplots(len(shown), 3, figsize=(10, 3.1 * len(shown)))
+fig, axes = plt.subplots(len(shown), 3, figsize=(11, 3.5 * len(shown)),
+                         gridspec_kw={"hspace": 0.6, "wspace": 0.3})
 for row, label in enumerate(shown):
     per_seed = maps[label]
     mean_maps = [np.mean([per_seed[seed][b] for seed in per_seed], axis=0) for b in range(3)]
@@ -316,8 +319,10 @@ for row, label in enumerate(shown):
                       + ["trans." if b < 2 else "classif."], fontsize=7)
         ax.set_yticks(range(n), ["input"] + [str(j) for j in range(1, n)], fontsize=7)
         ax.set_xlabel("target layer", fontsize=8)
-        ax.set_ylabel("source", fontsize=8)
-        ax.set_title(f"block {b + 1}: {label}\n(mean of {len(per_seed)} seeds)", fontsize=8)
+        if b == 0:
+            ax.set_ylabel("source", fontsize=8)
+        row_title = f"{label} (mean of {len(per_seed)} seeds)" if b == 1 else ""
+        ax.set_title(f"{row_title}\nblock {b + 1}", fontsize=8)
 fig.colorbar(image, ax=axes, shrink=0.5, label="mean |w|, divided by the column's largest")
 plt.show()
 for label, per_seed in maps.items():
@@ -381,8 +386,9 @@ print("largest difference from the committed seed-0 map: "
 # least, against chance-level counts at initialisation. That is the paper's observation (3),
 # found in a different measure from the paper's, and by a small margin (the entries of a column
 # stay close to one another). The classifier's favourite sources vary from seed to seed, so
-# observation (4) is not seen. The live net reproduces the committed seed-0 run (the same
-# validation accuracy and map, printed above).
+# observation (4) is not seen. In the committed run the live net reproduced the committed seed-0
+# net (the same validation accuracy and map, printed above); training on a busy multi-core CPU is
+# not guaranteed to be bit-for-bit repeatable, so a rerun elsewhere may differ slightly.
 #
 # These are blocks of four layers, not the paper's twelve, and a DenseNet-BC, whose 1x1
 # bottleneck reads the concatenation (the paper's Figure 5 net had none). The weights are read
