@@ -7,6 +7,7 @@ rerun that changes a result, or a number typed by hand, fails until the two agre
   commands at the top of each log);
 - the gradient-flow sweep (``experiments/gradflow/sweep/sweep_summary.csv``);
 - the transfer experiment (``experiments/transfer/lenet5/results.json``);
+- the training-speed table (``benchmarks/results/training.md``, rows copied verbatim).
 
 The residual-learning study has its own check in ``tests/test_residual_study.py``.
 """
@@ -89,3 +90,19 @@ def test_transfer_numbers_are_the_experiments():
                    r"catches up \(([\d.]+)%\)", README, "transfer")
     assert list(quoted) == [mean("linear", 10), mean("deepest", 10), mean("scratch", 10),
                             mean("scratch", 1000)]
+
+
+def test_speed_table_rows_are_the_benchmarks():
+    results = (ROOT / "benchmarks" / "results" / "training.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(README.splitlines())
+                  if line.startswith("| model (batch) | minicnn img/s | PyTorch img/s"))
+    rows = []
+    for line in README.splitlines()[header + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    assert len(rows) == 4, "the four models of benchmarks/bench_training.py"
+    for row in rows:
+        assert row in results, f"not a row of benchmarks/results/training.md: {row}"
+    processor = _find(r"Processor: ([^,]+?(?:\([^)]*\))?),", "\n".join(results), "processor")[0]
+    assert processor in " ".join(README.split()), "the README names the processor measured on"
