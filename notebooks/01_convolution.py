@@ -574,10 +574,11 @@ print(f"F(4x4) is {worst['winograd4'] / worst['winograd2']:.0f} times less accur
 # %% [markdown]
 # F(2x2, 3x3) is as accurate as im2col; F(4x4, 3x3) loses about a decimal digit, still far
 # below what float32 training notices, but `tests/test_winograd.py` holds each to its own
-# bound. So minicnn takes F(2x2, 3x3) by itself, for 3x3 stride-1 layers with enough channels
-# (`mc.summary` names the algorithm of every layer), and F(4x4, 3x3) only when asked:
-# `MINICNN_CONV_ALGORITHM=winograd4` (or `im2col`, `winograd2`, `auto`) for a process,
-# `conv_algorithm(...)` for a block of code.
+# bound. So minicnn chooses by itself, for 3x3 stride-1 layers: F(2x2, 3x3) from 32 channels
+# in and out, F(4x4, 3x3) from 64, where it measured fastest, and im2col below 32 (`mc.summary`
+# names the algorithm of every layer, and the measurements behind the rule are in
+# `minicnn/engine/winograd.py`). `MINICNN_CONV_ALGORITHM=winograd4` (or `im2col`, `winograd2`,
+# `auto`) forces one for a process, `conv_algorithm(...)` for a block of code.
 #
 # **By the clock.** The same ResNet-20 layer, forward and backward, each algorithm against
 # PyTorch (same process, best of several runs; the benchmark `benchmarks/bench_winograd.py` runs

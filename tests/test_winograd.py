@@ -247,7 +247,7 @@ def test_gradcheck_in_float64(m):
 
 @pytest.mark.usefixtures("fast_lane")
 def test_auto_takes_f2_for_3x3_stride_1_with_enough_channels():
-    assert W.MIN_CHANNELS == 32
+    assert (W.MIN_CHANNELS, W.F4_MIN_CHANNELS) == (32, 64)
     x16 = np.zeros((1, 8, 8, 32), np.float32)
     w16 = (32, 32, 3, 3)
     with W.conv_algorithm("auto"):
@@ -259,6 +259,9 @@ def test_auto_takes_f2_for_3x3_stride_1_with_enough_channels():
         assert W.tile_size(x16, w16, (1, 1), (1, 1), 1, (2, 2)) == 0       # dilated
         assert W.tile_size(x16, w16, (1, 1), (3, 3), 1) == 0               # padding 3
         assert W.tile_size(x16, (32, 32, 5, 5), (1, 1), (1, 1), 1) == 0    # 5x5
+        x64 = np.zeros((1, 8, 8, 64), np.float32)
+        assert W.tile_size(x64, (64, 64, 3, 3), (1, 1), (1, 1), 1) == 4    # wide: F(4x4)
+        assert W.tile_size(x64, (32, 64, 3, 3), (1, 1), (1, 1), 1) == 2    # 32 out: F(2x2)
     with W.conv_algorithm("im2col"):
         assert W.tile_size(x16, w16, (1, 1), (1, 1), 1) == 0
     with W.conv_algorithm("winograd4"):

@@ -25,16 +25,20 @@ Which layers: :func:`tile_size` answers 0 (not Winograd: im2col, the direct or t
 the fast lane (the reference lane runs the lecture's im2col). Among those, the setting
 ``MINICNN_CONV_ALGORITHM`` (or :func:`conv_algorithm` for a block of code) decides:
 
-* ``auto`` (default): F(2x2, 3x3) when both channel counts are at least ``MIN_CHANNELS``,
-  else im2col. Below that the GEMMs are too narrow to be limited by multiplications, and the
-  transforms' extra passes over memory cost more than the multiplications saved: measured with
-  ``python benchmarks/bench_winograd.py --passes`` (one thread, CPU time, batch 32, a 2-core
-  AMD EPYC shared with other jobs, so provisional), forward + both gradients in ms, im2col /
-  F(2x2) / F(4x4): 8 channels at 32x32 3.2+1.8 / 6.7+3.0 / 7.5+3.8 (Winograd slower), 16 at
-  32x32 6.1+3.6 / 9.1+4.0 / 9.6+4.4 (slower), 32 at 16x16 5.4+2.4 / 4.5+2.1 / 4.5+2.1, 64 at
-  8x8 4.2+1.9 / 4.0+2.5 / 3.7+1.7, 64 at 28x28 50+25 / 35+16 / 24+11. F(4x4, 3x3) is never
-  chosen by itself: its float32 error is about ten times F(2x2)'s (the bounds in
-  ``tests/test_winograd.py``), though it was the fastest of the three on the wider layers;
+* ``auto`` (default): F(4x4, 3x3) when both channel counts are at least ``F4_MIN_CHANNELS``,
+  F(2x2, 3x3) when both are at least ``MIN_CHANNELS``, else im2col. Below 32 channels the GEMMs
+  are too narrow to be limited by multiplications, and the transforms' extra passes over memory
+  cost more than the multiplications saved. Measured on a quiet 2-core AMD EPYC (Zen 4) with
+  ``python benchmarks/bench_winograd.py --passes --repeats 8`` (one thread, CPU time, batch 32;
+  ``benchmarks/results/winograd_passes.md``), forward + both gradients in ms, im2col / F(2x2) /
+  F(4x4): 8 channels at 32x32 1.35+2.17 / 2.09+4.48 / 2.35+8.19 (Winograd slower), 16 at 32x32
+  4.19+7.07 / 4.46+8.86 / 4.77+9.85 (slower), 32 at 16x16 2.79+5.80 / 1.70+3.10 / 2.46+2.88,
+  64 at 8x8 2.10+4.59 / 2.67+4.83 / 2.01+4.13, 128 at 8x8 7.94+15.07 / 7.10+13.43 /
+  6.39+12.46, 64 at 28x28 21.58+48.57 / 17.87+34.06 / 9.98+26.60. F(4x4)'s float32 error is
+  about ten times F(2x2)'s (worst 1.5e-5 of the output's largest value against 1.3e-6, over 3
+  to 512 channels; ``bench_winograd.py --accuracy``, the bounds in ``tests/test_winograd.py``):
+  still below the 1e-5-ish reordering noise of a batch-norm sum over 8192 terms, so it is used
+  where it is fastest, from 64 channels;
 * ``im2col``: never Winograd; ``winograd2`` / ``winograd4``: F(2x2) / F(4x4) on every layer
   that can take it (for tests and measurements).
 
@@ -56,6 +60,8 @@ ALGORITHMS = ("auto", "im2col", "winograd2", "winograd4")
 NAMES = {2: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)"}
 #: ``auto`` takes F(2x2, 3x3) when C_in and C_out are both at least this
 MIN_CHANNELS = 32
+#: ... and F(4x4, 3x3) when both are at least this
+F4_MIN_CHANNELS = 64
 
 
 def _check(name):
@@ -107,7 +113,8 @@ def choose(on_cpu, w_shape, stride, padding, groups, dilation=(1, 1)):
         return 2
     if _setting == "winograd4":
         return 4
-    return 2 if min(w_shape[0], w_shape[1]) >= MIN_CHANNELS else 0
+    channels = min(w_shape[0], w_shape[1])
+    return 4 if channels >= F4_MIN_CHANNELS else 2 if channels >= MIN_CHANNELS else 0
 
 
 def tile_size(x, w_shape, stride, padding, groups, dilation=(1, 1)):
