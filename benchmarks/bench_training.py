@@ -23,7 +23,8 @@ The four models (the same architecture in both frameworks, written out below):
 GFLOP/s: the multiply-adds of a training step counted from ``mc.summary`` (forward, the weight
 gradient, and the input gradient of every conv and linear layer but the first, whose input needs
 no gradient; 2 FLOPs per multiply-add), divided by the step's time, against the machine's sgemm
-peak measured here (NumPy's BLAS, float32, 2048^3, best of 5). Writes
+peak measured here (NumPy's BLAS, float32, 2048^3, best of 5). The count is direct
+convolution's: Winograd's layers do fewer multiplications, so minicnn may pass 100%. Writes
 ``benchmarks/results/training.md`` (atomically).
 """
 import argparse
