@@ -150,6 +150,12 @@ def resize_configs(draw):
     if mode == "nearest" and rank != 2 and \
             any(math.floor(n * f) == n != n * f for n, f in zip(in_size, factor)):
         factor = (2.0,) * rank  # PyTorch's 1-D/3-D forward disagrees with its backward there
+    if mode == "bicubic" and any(math.floor(n * f) == n != n * f for n, f in zip(in_size, factor)):
+        # an axis whose size the scale keeps (2 * 1.25 -> 2): PyTorch's bicubic forward
+        # interpolates with the scale there, but its backward copies the gradient as if the
+        # forward had copied; minicnn copies in both (an adjoint pair), so it matches PyTorch's
+        # backward and not its forward (found by hypothesis in CI, Python 3.10)
+        factor = (2.0,) * rank
     return in_size, dict(scale_factor=factor, mode=mode, align_corners=align,
                          recompute_scale_factor=draw(st.sampled_from([None, False, True])))
 
