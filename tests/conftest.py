@@ -1,14 +1,17 @@
-"""Shared pytest setup: the ``gpu`` marker, the ``device`` fixture and a seeded ``rng``.
+"""Shared pytest setup: the ``gpu`` marker, the ``device`` fixture, a seeded ``rng`` and the
+hypothesis profiles.
 
 Every test that takes ``device`` runs once per device. The ``cuda`` run carries the ``gpu`` marker
 and, on a machine without a usable GPU, is SKIPPED with the reason ``minicnn.cuda`` gives, so it
 shows up in the summary (``-ra``) instead of silently vanishing.
 """
+import os
 import pathlib
 import sys
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import minicnn
 import minicnn.autograd
@@ -17,6 +20,13 @@ import minicnn.autograd
 _TESTS = str(pathlib.Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
+
+
+# Hypothesis draws new examples on every run: on a developer's machine that keeps finding new
+# corner cases. CI (``.ci/run`` sets HYPOTHESIS_PROFILE=ci) draws the same examples every time,
+# so a submission is judged on a fixed set and a corner found later is a new test, not chance.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config):
