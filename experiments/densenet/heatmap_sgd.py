@@ -17,9 +17,10 @@ import sys
 import time
 
 import minicnn as mc
+from minicnn.gradflow import save_json
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from train import HERE, data  # noqa: E402  (the same images as the three-seed comparison)
+from train import HERE, data, record  # noqa: E402  (the same images as the three-seed comparison)
 
 RESULTS = HERE / "results_sgd.json"
 RECIPE = {"net": "densenet_small()", "epochs": 10, "batch_size": 64,
@@ -50,15 +51,9 @@ def main():
             log=lambda line, key=key: print(f"SGD {key}: {line}", flush=True))
         seconds = time.perf_counter() - started
         test_accuracy = mc.evaluate(net, mc.data.DataLoader(test_set, batch_size=500))[1]
-        results["runs"][key] = {
-            "seed": seed,
-            "history": {k: [float(v) for v in vals] for k, vals in history.items()
-                        if isinstance(vals, list) and vals
-                        and all(isinstance(v, (int, float)) for v in vals)},
-            "val_acc": float(history["val_acc"][-1]), "test_acc": float(test_accuracy),
-            "train_seconds_on_a_shared_cpu": round(seconds, 1)}
+        results["runs"][key] = {"seed": seed, **record(history, test_accuracy, seconds)}
         mc.save(net.state_dict(), HERE / f"densenet_sgd_seed{seed}.npz")
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        save_json(results, RESULTS)
         print(f"SGD {key}: validation {100 * history['val_acc'][-1]:.2f}%, test "
               f"{100 * test_accuracy:.2f}% ({seconds:.0f} s)", flush=True)
     return 0

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 import minicnn as mc
+from minicnn.gradflow import save_json
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
@@ -57,6 +58,16 @@ def data():
     return train, val, test_set
 
 
+def record(history, test_accuracy, seconds):
+    """What results.json keeps of one run: the numeric history, the last validation accuracy,
+    the test accuracy (measured once) and the wall time."""
+    return {"history": {k: [float(v) for v in vals] for k, vals in history.items()
+                        if isinstance(vals, list) and vals
+                        and all(isinstance(v, (int, float)) for v in vals)},
+            "val_acc": float(history["val_acc"][-1]), "test_acc": float(test_accuracy),
+            "train_seconds_on_a_shared_cpu": round(seconds, 1)}
+
+
 def main():
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     results["recipe"] = RECIPE
@@ -83,19 +94,12 @@ def main():
             seconds = time.perf_counter() - started
             # the test images: once, after the last epoch
             test_accuracy = mc.evaluate(net, mc.data.DataLoader(test_set, batch_size=500))[1]
-            results["runs"][key] = {
-                "net": name, "seed": seed,
-                "params": int(sum(p.size for p in net.parameters())),
-                "history": {k: [float(v) for v in vals] for k, vals in history.items()
-                            if isinstance(vals, list) and vals
-                            and all(isinstance(v, (int, float)) for v in vals)},
-                "val_acc": float(history["val_acc"][-1]),
-                "test_acc": float(test_accuracy),
-                "train_seconds_on_a_shared_cpu": round(seconds, 1),
-            }
+            results["runs"][key] = {"net": name, "seed": seed,
+                                    "params": int(sum(p.size for p in net.parameters())),
+                                    **record(history, test_accuracy, seconds)}
             if name.startswith("DenseNet"):
                 mc.save(net.state_dict(), HERE / f"densenet_seed{seed}.npz")
-            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+            save_json(results, RESULTS)  # atomically: a stopped run keeps the last one
             print(f"{key}: validation {100 * results['runs'][key]['val_acc']:.2f}%, "
                   f"test {100 * test_accuracy:.2f}% ({seconds:.0f} s)", flush=True)
     return 0

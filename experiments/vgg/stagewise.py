@@ -30,6 +30,7 @@ import minicnn as mc
 import minicnn.nn as nn
 import minicnn.nn.functional as F
 from minicnn.data import transforms as T
+from minicnn.gradflow import save_json
 from minicnn.models.vgg import vgg_grow
 
 RECIPE = {"width": 8, "train_size": 2000, "val_size": 1000, "test_size": 2000,
@@ -173,7 +174,7 @@ def summarize(out):
         raise ValueError("the seeds' files were made with different recipes")
     merged = {"recipe": seeds[0]["recipe"], "seeds": [s["seed"] for s in seeds],
               "runs": [r for s in seeds for r in s["runs"]]}
-    (out / "results.json").write_text(json.dumps(merged, indent=1))
+    save_json(merged, out / "results.json")
     return merged
 
 
@@ -197,8 +198,7 @@ def main(argv=None):
         for seed in args.seeds:
             records = run_seed(seed, splits, recipe, progress=not args.no_progress)
             path = out / "runs" / f"seed{seed}.json"
-            path.write_text(json.dumps({"recipe": recipe, "seed": seed, "runs": records},
-                                       indent=1))
+            save_json({"recipe": recipe, "seed": seed, "runs": records}, path)
             print(f"wrote {path}", flush=True)
     merged = summarize(out)
     print(f"wrote {out / 'results.json'}: {len(merged['runs'])} runs, seeds {merged['seeds']}")
