@@ -1,7 +1,9 @@
-"""Element-wise kernels of the activations: ReLU forward and backward.
+"""Element-wise kernels of the activations: ReLU forward and backward, and a residual sum
+followed by ReLU in one pass.
 
     forward:  y  = max(x, 0)                       (NaN stays NaN, as in PyTorch)
     backward: gx = gy  where y > 0,  else 0         (the derivative at 0 is taken as 0)
+    add_relu: y  = max(a + b, 0)                    (a ResNet block's end: act(F(x) + x))
 
 Element-wise work is memory-bound: its speed is the number of passes over the activations and
 the number of cores doing them. The readable versions (``*_reference``, NumPy or CuPy) take two
@@ -100,3 +102,33 @@ def relu_backward(gy, y):
     kernel = _relu_backward_parallel if gy.size >= _PARALLEL_MIN else _relu_backward_serial
     kernel(gy.ravel(order="K"), y.ravel(order="K"), gx.ravel(order="K"))
     return gx
+
+
+@njit(cache=True)
+def _add_relu_serial(a, b, y):
+    for i in range(a.size):
+        v = a[i] + b[i]
+        y[i] = v if not v <= 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _add_relu_parallel(a, b, y):
+    for i in prange(a.size):
+        v = a[i] + b[i]
+        y[i] = v if not v <= 0 else 0
+
+
+def add_relu_reference(a, b):
+    """``max(a + b, 0)``: the sum, then :func:`relu_forward_reference` (three passes)."""
+    return relu_forward_reference(a + b)
+
+
+def add_relu(a, b):
+    """``max(a + b, 0)`` of two arrays of the same shape, one pass on all cores for dense NumPy
+    arrays of one layout (its backward is :func:`relu_backward` of the output, for both)."""
+    if choose_twin(a, numba=_dense_alike(a, b)) != "numba":
+        return add_relu_reference(a, b)
+    y = np.empty_like(a)
+    kernel = _add_relu_parallel if a.size >= _PARALLEL_MIN else _add_relu_serial
+    kernel(a.ravel(order="K"), b.ravel(order="K"), y.ravel(order="K"))
+    return y

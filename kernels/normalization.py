@@ -254,3 +254,132 @@ def combine_reference(gy, x, mean, a, b, d):
     per_channel = [v[None, :, None] for v in (mean, a, b, d)]
     mean, a, b, d = per_channel
     return a * gy + b * (x - mean) + d
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch norm followed by ReLU, fused: relu(batch_norm(x)) in the passes of batch norm alone
+# ---------------------------------------------------------------------------------------------
+#
+# Unfused, ``relu(bn(x))`` costs 5 passes over memory forward (sums; normalise: read + write;
+# ReLU: read + write) and 8 backward (ReLU: read gy and y, write; sums: read 2; combine: read 2,
+# write). Fused, the ReLU is applied as the normalised value is written (3 passes forward), and
+# backward recomputes the mask ``(x - mean) * scale + shift > 0`` from ``x``, which batch norm
+# reads anyway (5 passes): the ReLU's own passes, and its output gradient, are gone.
+#
+# The mask must be bit for bit the forward's decision, so these kernels are compiled WITHOUT
+# fastmath (which could contract the multiply-add into an FMA and round differently): the
+# forward and backward compute ``(x - mean) * scale + shift`` with the same float32 operations.
+# Along rows (channels-last), the channel loop still vectorises: each channel has its own
+# accumulator.
+
+@njit(parallel=True, cache=True)
+def _normalize_relu(x, mean, scale, shift, out, n_chunks):
+    """``out = max((x - mean[c]) * scale[c] + shift[c], 0)`` (NaN stays NaN, as in ReLU)."""
+    n_a, n_ch, n_b = x.shape
+    if n_b == 1:
+        x2, o2 = x.reshape(n_a, n_ch), out.reshape(n_a, n_ch)
+        for t in prange(n_chunks):
+            for a in range(t * n_a // n_chunks, (t + 1) * n_a // n_chunks):
+                for c in range(n_ch):
+                    v = (x2[a, c] - mean[c]) * scale[c] + shift[c]
+                    o2[a, c] = v if not v <= 0 else 0
+        return
+    for p in prange(n_a * n_ch):
+        a, c = p // n_ch, p % n_ch
+        x_plane, o_plane = x[a, c], out[a, c]
+        m, k, d = mean[c], scale[c], shift[c]
+        for b in range(n_b):
+            v = (x_plane[b] - m) * k + d
+            o_plane[b] = v if not v <= 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _masked_sum_and_dot(gy, x, mean, scale, shift, n_chunks):
+    """:func:`_sum_and_dot` of ``gy`` masked by the fused ReLU: only where
+    ``(x - mean[c]) * scale[c] + shift[c] > 0`` does ``gy`` count."""
+    n_a, n_ch, n_b = x.shape
+    if n_b == 1:
+        s = np.zeros((n_chunks, n_ch))
+        sd = np.zeros((n_chunks, n_ch))
+        g2, x2 = gy.reshape(n_a, n_ch), x.reshape(n_a, n_ch)
+        for t in prange(n_chunks):
+            for a in range(t * n_a // n_chunks, (t + 1) * n_a // n_chunks):
+                for c in range(n_ch):
+                    centred = x2[a, c] - mean[c]
+                    g = np.float64(g2[a, c]) if centred * scale[c] + shift[c] > 0 else 0.0
+                    s[t, c] += g
+                    sd[t, c] += g * np.float64(centred)
+        return s, sd
+    s = np.empty((n_a, n_ch))
+    sd = np.empty((n_a, n_ch))
+    for p in prange(n_a * n_ch):
+        a, c = p // n_ch, p % n_ch
+        g_plane, x_plane, m, k, d = gy[a, c], x[a, c], mean[c], scale[c], shift[c]
+        acc, acc_d = 0.0, 0.0
+        for b in range(n_b):
+            centred = x_plane[b] - m
+            if centred * k + d > 0:
+                g = np.float64(g_plane[b])
+                acc += g
+                acc_d += g * np.float64(centred)
+        s[a, c], sd[a, c] = acc, acc_d
+    return s, sd
+
+
+@njit(parallel=True, cache=True)
+def _masked_combine(gy, x, mean, scale, shift, a_coef, b_coef, d_coef, out, n_chunks):
+    """:func:`_combine` with ``gy`` masked by the fused ReLU (as in :func:`_masked_sum_and_dot`)."""
+    n_a, n_ch, n_b = x.shape
+    if n_b == 1:
+        g2, x2, o2 = gy.reshape(n_a, n_ch), x.reshape(n_a, n_ch), out.reshape(n_a, n_ch)
+        for t in prange(n_chunks):
+            for a in range(t * n_a // n_chunks, (t + 1) * n_a // n_chunks):
+                for c in range(n_ch):
+                    centred = x2[a, c] - mean[c]
+                    g = g2[a, c] if centred * scale[c] + shift[c] > 0 else 0
+                    o2[a, c] = a_coef[c] * g + b_coef[c] * centred + d_coef[c]
+        return
+    for p in prange(n_a * n_ch):
+        a, c = p // n_ch, p % n_ch
+        g_plane, x_plane, o_plane = gy[a, c], x[a, c], out[a, c]
+        m, k, d = mean[c], scale[c], shift[c]
+        ka, kb, kd = a_coef[c], b_coef[c], d_coef[c]
+        for b in range(n_b):
+            centred = x_plane[b] - m
+            g = g_plane[b] if centred * k + d > 0 else 0
+            o_plane[b] = ka * g + kb * centred + kd
+
+
+def relu_mask_reference(x, mean, scale, shift):
+    """Where the fused ReLU passes its input: ``(x - mean) * scale + shift > 0`` (NumPy or
+    CuPy), the same float operations as the forward's."""
+    return normalize_reference(x, mean, scale, shift) > 0
+
+
+def normalize_relu(x, mean, scale, shift, out):
+    """``out = max((x - mean) * scale + shift, 0)`` per channel: :func:`normalize` and ReLU in
+    one pass."""
+    if choose_twin(x) != "numba":
+        y = normalize_reference(x, mean, scale, shift)
+        out[...] = y * (y > 0)                     # (as relu_forward_reference: NaN stays NaN)
+        return out
+    _normalize_relu(x, mean, scale, shift, out, _chunks(x.shape[0]))
+    return out
+
+
+def masked_grad_sums(gy, x, mean, scale, shift):
+    """:func:`grad_sums` of ``gy`` where the fused ReLU passed its input (elsewhere 0)."""
+    if choose_twin(x) != "numba":
+        return grad_sums_reference(gy * relu_mask_reference(x, mean, scale, shift), x, mean)
+    s, sd = _masked_sum_and_dot(gy, x, mean, scale, shift, _chunks(x.shape[0]))
+    return s.sum(axis=0), sd.sum(axis=0)
+
+
+def masked_combine(gy, x, mean, scale, shift, a, b, d, out):
+    """:func:`combine` of ``gy`` where the fused ReLU passed its input (elsewhere 0)."""
+    if choose_twin(x) != "numba":
+        out[...] = combine_reference(gy * relu_mask_reference(x, mean, scale, shift), x, mean,
+                                     a, b, d)
+        return out
+    _masked_combine(gy, x, mean, scale, shift, a, b, d, out, _chunks(x.shape[0]))
+    return out

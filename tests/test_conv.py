@@ -13,6 +13,7 @@ Everything but the PyTorch comparisons runs without PyTorch.
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -539,6 +540,10 @@ def test_results_do_not_depend_on_which_thread_ran_which_chunk(monkeypatch):
     config = (False, (9, 4, 7, 7), (5, 4, 3, 3), 1, 1, 1)
     release_workspace()
     first = _forward_backward(*config, dtype=np.float32)
+    for _ in range(50):     # the caller takes chunks too: it may finish before the helper starts
+        if any(key[0] != threading.get_ident() for key in workspace.buffers):
+            break
+        _forward_backward(*config, dtype=np.float32)
     assert any(key[0] != threading.get_ident() for key in workspace.buffers), \
         "no chunk ran on a worker thread"
     for _ in range(3):
@@ -698,3 +703,37 @@ def test_gpu_arrays_get_one_large_chunk_cpu_arrays_cache_sized_ones():
     assert parallel.chunking(fake_gpu, 128, per_image) == (128, 1, 1)
     huge = parallel.max_column_bytes // 2 + 1  # two images no longer fit
     assert parallel.chunking(fake_gpu, 5, huge) == (1, 5, 1)
+
+
+def test_parallel_run_returns_results_in_task_order_from_both_threads(monkeypatch):
+    monkeypatch.setattr(parallel, "num_threads", 2)
+    ran_on = {}
+
+    def task(i):
+        ran_on[i] = threading.get_ident()
+        time.sleep(0.002)         # long enough that the helper thread takes some tasks
+        return i * i
+
+    assert parallel.parallel.run(task, 20, 2) == [i * i for i in range(20)]
+    assert sorted(ran_on) == list(range(20))                      # every task ran exactly once
+    assert len(set(ran_on.values())) == 2                         # the caller and one helper
+
+
+def test_parallel_run_raises_a_tasks_error_after_every_thread_stopped(monkeypatch):
+    monkeypatch.setattr(parallel, "num_threads", 2)
+    started, running = [], []
+
+    def task(i):
+        started.append(i)
+        running.append(i)
+        time.sleep(0.002)
+        running.remove(i)
+        if i == 3:
+            raise ValueError("task 3 failed")
+        return i
+
+    with pytest.raises(ValueError, match="task 3 failed"):
+        parallel.parallel.run(task, 200, 2)
+    assert running == []                 # nothing still running when the error reached us
+    assert len(started) < 200            # the others stopped taking tasks after the failure
+    assert parallel.parallel.run(lambda i: i, 5, 2) == list(range(5))   # still usable

@@ -39,6 +39,26 @@ def test_relu_twins_equal_reference(layout, dtype, shape):
     np.testing.assert_array_equal(gx, np.where(x > 0, gy, 0))
 
 
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (4, 16, 32, 32)])  # serial and parallel
+def test_add_relu_twin_equals_reference(layout, dtype, shape):
+    a = LAYOUTS[layout](_inputs(shape, dtype))
+    b = LAYOUTS[layout](_inputs(shape, dtype, seed=2))
+    y = K.add_relu(a, b)
+    np.testing.assert_array_equal(y, K.add_relu_reference(a, b))
+    np.testing.assert_array_equal(y, np.maximum(a + b, 0))
+    assert y.strides == a.strides
+
+
+def test_add_relu_of_mixed_layouts_takes_the_reference_and_lets_nan_through():
+    a = _inputs((2, 3, 6, 6), np.float32)
+    b = _channels_last(_inputs(a.shape, np.float32, seed=1))
+    np.testing.assert_array_equal(K.add_relu(a, b), np.maximum(a + b, 0))
+    y = K.add_relu(np.array([np.nan, 1.0, -3.0], np.float32), np.ones(3, np.float32))
+    assert np.isnan(y[0]) and list(y[1:]) == [2.0, 0.0]
+
+
 def test_relu_nan_passes_through_forward_and_gets_no_gradient():
     x = np.array([np.nan, -1.0, 2.0, 0.0], dtype=np.float32)
     y = K.relu_forward(x)

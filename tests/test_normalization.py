@@ -10,7 +10,7 @@ import minicnn as mc
 from minicnn.kernels import normalization as K
 from minicnn.nn.normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm
 from minicnn.ops import normalization
-from minicnn.ops.normalization import batch_norm, local_response_norm
+from minicnn.ops.normalization import batch_norm, batch_norm_relu, local_response_norm
 from optest import OpCase, inputs, normal, positive, torch
 
 if torch is not None:
@@ -81,7 +81,24 @@ CASES.append(OpCase(
     lambda x, w: batch_norm(x, None, None, w, training=True), lambda x, w: bn_ref(x, w),
     inputs(normal(5, 3, 2), positive(3)), (normalization.BatchNorm,),
     _torch(lambda x, w: TF.batch_norm(x, None, None, w, training=True)), fwd_tol=(1e-4, 1e-5)))
+for shape in [(6, 3, 3, 2), (7, 4)]:   # batch norm + ReLU in one op
+    c = shape[1]
+    CASES.append(OpCase(
+        f"batch_norm_relu train {shape}",
+        lambda x, w, b: batch_norm_relu(x, np.zeros(x.shape[1]), np.ones(x.shape[1]), w, b,
+                                        True),
+        lambda x, w, b: np.maximum(bn_ref(x, w, b), 0),
+        inputs(normal(*shape), positive(c), normal(c)), (normalization.BatchNorm,),
+        _torch(lambda x, w, b: torch.relu(TF.batch_norm(x, None, None, w, b, True))),
+        fwd_tol=(1e-4, 1e-5)))
 _RM, _RV = np.array([0.3, -0.2, 1.0]), np.array([0.5, 2.0, 1.5])
+CASES.append(OpCase(
+    "batch_norm_relu eval (2, 3, 4, 3)",
+    lambda x, w, b: batch_norm_relu(x, _RM.copy(), _RV.copy(), w, b, False),
+    lambda x, w, b: np.maximum(bn_ref(x, w, b, _RM, _RV), 0),
+    inputs(normal(2, 3, 4, 3), positive(3), normal(3)), (normalization.BatchNorm,),
+    _torch(lambda x, w, b: torch.relu(TF.batch_norm(x, torch.tensor(_RM), torch.tensor(_RV), w,
+                                                    b, False)))))
 CASES.append(OpCase(
     "batch_norm eval (2, 3, 4, 3)",
     lambda x, w, b: batch_norm(x, _RM.copy(), _RV.copy(), w, b, False),

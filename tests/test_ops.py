@@ -318,6 +318,9 @@ ELEMENTWISE = [  # name, minicnn, NumPy, torch, input generator, Function
 ]
 for name, fn, ref, tfn, make, cls in ELEMENTWISE:
     case(name, fn, ref, inputs(make), [cls], tfn)
+case("add_relu", ops.add_relu, lambda a, b: np.where(a + b > 0, a + b, 0.0),
+     inputs(away_from_zero(3, 4), lambda r: 0.05 * r.standard_normal((3, 4))),  # not at a + b = 0
+     [activation.AddReLU], torch and (lambda a, b: torch.relu(a + b)))
 
 
 # ---- softmax and the losses --------------------------------------------------------------------

@@ -13,11 +13,24 @@ call for its slowest thread, while here a slow core just takes fewer chunks. (Me
 2-core machine: a 16->16 3x3 layer's forward at batch 128 took 5.9 ms this way and 8 ms with
 OpenBLAS's two threads when idle; 12 ms vs 60-150 ms with one core busy elsewhere.)
 
+Why the calling thread works too, and why the chunks are handed out by a counter: a pass has
+10-100 chunks of 0.1-0.5 ms each, and a future per chunk (``pool.map``) cost tens of
+microseconds each, under the GIL, while the other worker waited for it. Now ``num_threads - 1``
+pool threads and the caller each run a loop that takes the next chunk number from one shared
+counter (``next()`` on an ``itertools.count`` is atomic under the GIL) until none are left: one
+future per helper thread per pass, and no thread sits idle waiting for the others' results.
+Measured on the 2-core Zen 4: ResNet-20's three 3x3 layer shapes, forward + backward, batch
+128, summed, 47.8 ms with a future per chunk and 43.5 ms with the counter at 4 MB chunks (67.8
+and 51.4 ms at 0.5 MB; ``benchmarks/bench_parallel.py``); whole training steps, alternating
+the two in one process, were 4-10% faster with the counter on ResNet-20 and plain-20, LeNet-5
+within noise (``benchmarks/bench_step_ab.py``; both in ``benchmarks/results/``).
+
 NOTE: the pool's threads do not survive ``fork()``; a child process starts without them (the
 ``register_at_fork`` hook below), and the pool is shut down at exit.
 """
 import atexit
 import concurrent.futures
+import itertools
 import os
 import threading
 
@@ -29,10 +42,11 @@ from minicnn.engine.workspace import workspace
 #: Upper bound (bytes) of a layer's column buffers together; the batch is cut into chunks to
 #: stay below it (a single image's columns are the smallest chunk).
 max_column_bytes = int(float(os.environ.get("MINICNN_CONV_MAX_COLUMN_MB", "256")) * 2 ** 20)
-#: Target size (bytes) of a chunk's column matrix: small enough to stay in the CPU cache
-#: between im2col and the GEMM, large enough for an efficient GEMM (tuned on a 2-core AMD EPYC
-#: with 2 MB L2 per core and 32 MB L3; see benchmarks/bench_conv.py).
-chunk_bytes = 4 * 2 ** 20
+#: Target size (bytes) of a chunk's column matrix (``$MINICNN_CONV_CHUNK_MB``, default 4): small
+#: enough to stay in a core's cache between im2col and the GEMM, large enough for an efficient
+#: GEMM. The 2-core AMD EPYC (Zen 4) here has 2 MB of L2 per core and 32 MB of L3 shared; see
+#: ``benchmarks/bench_parallel.py`` for the measurements behind the default.
+chunk_bytes = int(float(os.environ.get("MINICNN_CONV_CHUNK_MB", "4")) * 2 ** 20)
 #: Worker threads that process chunks in parallel (``$MINICNN_NUM_THREADS``; default: the
 #: cores this process may use; see ``minicnn/threads.py``). 1 runs every chunk in the calling
 #: thread.
@@ -59,32 +73,62 @@ class Parallel:
         return num_threads if (xp is np and num_threads > 1 and threads.blas is not None) else 1
 
     def run(self, task, n_tasks, workers):
-        """``[task(i) for i in range(n_tasks)]``; on the worker threads when ``workers`` > 1
-        (each takes the next task when it is done with one). The results come back in order,
-        whichever thread ran them."""
+        """``[task(i) for i in range(n_tasks)]``, on ``workers`` threads (the caller and
+        ``workers - 1`` pool threads) when ``workers`` > 1: each takes the next task number
+        from a shared counter until none are left. The results come back in task order, whichever
+        thread ran them; an exception is raised after every thread has stopped."""
         if workers <= 1 or n_tasks <= 1:
             return [task(i) for i in range(n_tasks)]
-        set_blas_threads, get_blas_threads = threads.blas
+        pool = self._enter()
+        results = [None] * n_tasks
+        numbers = itertools.count()
+        failed = []                         # set by a thread whose task raised: the others stop
+
+        def drain():
+            try:
+                for i in numbers:
+                    if i >= n_tasks or failed:
+                        return
+                    results[i] = task(i)
+            except BaseException:
+                failed.append(True)
+                raise
+
+        try:
+            helpers = [pool.submit(drain) for _ in range(min(workers, num_threads) - 1)]
+            try:
+                drain()
+            finally:
+                for helper in helpers:      # wait for all of them, then raise the first error
+                    helper.exception()
+            for helper in helpers:
+                helper.result()
+            return results
+        finally:
+            self._leave()
+
+    def _enter(self):
+        """The pool (made on first use, remade if ``num_threads`` changed), with BLAS set to one
+        thread while any call runs chunks."""
         with self.lock:
             if self.pool is None or self.pool_size != num_threads:
                 if self.pool is not None:   # num_threads changed: new threads, new buffers
                     self.pool.shutdown(wait=False)
                     workspace.release()
                 self.pool = concurrent.futures.ThreadPoolExecutor(
-                    num_threads, thread_name_prefix="minicnn-conv")
+                    max(1, num_threads - 1), thread_name_prefix="minicnn-conv")
                 self.pool_size = num_threads
-            if self.active == 0:
-                self.saved = get_blas_threads()
-                set_blas_threads(1)
+            if self.active == 0 and threads.blas is not None:
+                self.saved = threads.blas[1]()
+                threads.blas[0](1)
             self.active += 1
-            pool = self.pool
-        try:
-            return list(pool.map(task, range(n_tasks)))
-        finally:
-            with self.lock:
-                self.active -= 1
-                if self.active == 0:
-                    set_blas_threads(self.saved)
+            return self.pool
+
+    def _leave(self):
+        with self.lock:
+            self.active -= 1
+            if self.active == 0 and threads.blas is not None:
+                threads.blas[0](self.saved)
 
     def forget(self):
         """After fork(): the child has none of the parent's threads."""

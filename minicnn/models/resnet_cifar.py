@@ -109,12 +109,13 @@ class CifarBasicBlock(nn.Module):
         self.residual = residual
 
     def forward(self, x):
-        out = self.act(self.bn1(self.conv1(x)))  # N x planes x H/stride x W/stride
+        # act(bn1(conv1(x))): nn.norm_relu runs batch norm + ReLU as one fused op (same numbers)
+        out = nn.norm_relu(self.bn1, self.act, self.conv1(x))  # N x planes x H/stride x W/stride
+        if not self.residual:                    # plain: act(bn2(conv2(out))), fused the same way
+            return nn.norm_relu(self.bn2, self.act, self.conv2(out))
         out = self.bn2(self.conv2(out))          # N x planes x H/stride x W/stride
-        if self.residual:
-            identity = x if self.downsample is None else self.downsample(x)  # same as out
-            out = out + identity                 # the shortcut: F(x) + x
-        return self.act(out)                     # N x planes x H/stride x W/stride
+        identity = x if self.downsample is None else self.downsample(x)  # same shape as out
+        return nn.residual_act(self.act, out, identity)  # the shortcut: act(F(x) + x), fused
 
 
 class CifarResNet(nn.Module):
@@ -182,7 +183,7 @@ class CifarResNet(nn.Module):
         return [b for layer in (self.layer1, self.layer2, self.layer3) for b in layer]
 
     def forward(self, x):
-        x = self.act(self.bn1(self.conv1(x)))  # N x 16 x 32 x 32 (from N x 3 x 32 x 32)
+        x = nn.norm_relu(self.bn1, self.act, self.conv1(x))  # act(bn1(conv1(x))): N x 16 x 32 x 32
         x = self.layer1(x)                     # N x 16 x 32 x 32
         x = self.layer2(x)                     # N x 32 x 16 x 16
         x = self.layer3(x)                     # N x 64 x 8 x 8

@@ -1,4 +1,5 @@
-"""Activation layers: ``ReLU``, ``Tanh``, ``Sigmoid``, ``Softmax``, ``LogSoftmax``.
+"""Activation layers: ``ReLU``, ``Tanh``, ``Sigmoid``, ``Softmax``, ``LogSoftmax``; and
+``residual_act``, the end of a residual block (a sum and its activation, fused for ReLU).
 
 Each is a thin module around the function in ``minicnn.nn.functional``; they exist so that
 activations can sit inside a ``Sequential`` and show up in the model's ``repr``.
@@ -69,3 +70,13 @@ class LogSoftmax(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+def residual_act(act, out, identity):
+    """``act(out + identity)``: the end of a residual block, with the sum and a ReLU fused into
+    one op (``F.add_relu``) when they can be: ``act`` a ``ReLU`` with no hooks on it, and the two
+    summands of one shape. Otherwise the sum, then the module, as written."""
+    if type(act) is ReLU and not (act._forward_hooks or act._forward_pre_hooks) \
+            and tuple(out.shape) == tuple(identity.shape):
+        return F.add_relu(out, identity)
+    return act(out + identity)

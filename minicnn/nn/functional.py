@@ -5,17 +5,17 @@ The work happens in ``minicnn.ops``; this module only adapts signatures. Layers 
 call these functions in their ``forward``.
 """
 from minicnn import ops
-from minicnn.ops import linear, mse_loss, pad, sigmoid, tanh
+from minicnn.ops import add_relu, linear, mse_loss, pad, sigmoid, tanh
 from minicnn.ops.conv import conv2d, conv_transpose2d
 from minicnn.ops.dropout import dropout, dropout2d
-from minicnn.ops.normalization import batch_norm, local_response_norm
+from minicnn.ops.normalization import batch_norm, batch_norm_relu, local_response_norm
 from minicnn.ops.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from minicnn.ops.resize import center_crop, interpolate
 
-__all__ = ["linear", "relu", "tanh", "sigmoid", "softmax", "log_softmax", "cross_entropy",
+__all__ = ["linear", "relu", "add_relu", "tanh", "sigmoid", "softmax", "log_softmax", "cross_entropy",
            "mse_loss", "pad", "flatten", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
-           "adaptive_avg_pool2d", "batch_norm", "local_response_norm", "dropout", "dropout2d",
-           "interpolate", "center_crop"]
+           "adaptive_avg_pool2d", "batch_norm", "batch_norm_relu", "local_response_norm", "dropout",
+           "dropout2d", "interpolate", "center_crop"]
 
 
 def relu(input, inplace=False):

@@ -1,4 +1,5 @@
-"""Normalisation layers: ``BatchNorm2d``, ``BatchNorm1d`` and ``LocalResponseNorm``.
+"""Normalisation layers: ``BatchNorm2d``, ``BatchNorm1d`` and ``LocalResponseNorm``; and
+``norm_relu``, a batch norm and its ReLU in one op.
 
 A batch-norm layer holds the learned per-channel scale and shift (parameters ``weight`` and
 ``bias``) and the running statistics used in evaluation mode (buffers ``running_mean``,
@@ -7,6 +8,7 @@ A batch-norm layer holds the learned per-channel scale and shift (parameters ``w
 """
 import numpy as np
 
+from minicnn.nn.activation import ReLU
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import Parameter
 from minicnn.ops import normalization
@@ -58,6 +60,10 @@ class _BatchNorm(Module):
             self.bias.data[...] = 0
 
     def forward(self, input):
+        return normalization.batch_norm(input, *self._arguments(input))
+
+    def _arguments(self, input):
+        """Check ``input``, count the batch, and return what ``batch_norm`` takes after it."""
         if input.ndim not in self._expected_dims:
             raise ValueError(f"{type(self).__name__}: expected {self._expected_text} input, got a "
                              f"{input.ndim}-D input of shape {tuple(input.shape)}")
@@ -73,9 +79,8 @@ class _BatchNorm(Module):
         # batch statistics in training, and also in evaluation when there are no running ones
         use_batch = self.training or self.running_mean is None
         keep = not self.training or self.track_running_stats
-        return normalization.batch_norm(
-            input, self.running_mean if keep else None, self.running_var if keep else None,
-            self.weight, self.bias, use_batch, factor, self.eps)
+        return (self.running_mean if keep else None, self.running_var if keep else None,
+                self.weight, self.bias, use_batch, factor, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -116,3 +121,21 @@ class LocalResponseNorm(Module):
     def extra_repr(self):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
+
+
+def norm_relu(norm, act, x):
+    """``act(norm(x))``, with batch norm and ReLU fused into one op when they can be.
+
+    ``norm`` is a module (a batch norm, or e.g. ``nn.Identity`` in a net without
+    normalisation) and ``act`` an activation module. When ``norm`` is a ``BatchNorm1d/2d`` and
+    ``act`` a ``ReLU``, this runs ``F.batch_norm_relu`` (``minicnn/ops/normalization.py``): the
+    same numbers, with the ReLU's passes over memory gone. Otherwise -- and whenever a hook is
+    registered on either module, since hooks want to see (or change) the tensor between them,
+    as ``minicnn.gradflow`` and ``mc.summary`` do -- it calls the two modules as written.
+    """
+    fusable = (isinstance(norm, _BatchNorm) and type(act) is ReLU
+               and not (norm._forward_hooks or norm._forward_pre_hooks
+                        or act._forward_hooks or act._forward_pre_hooks))
+    if not fusable:
+        return act(norm(x))
+    return normalization.batch_norm_relu(x, *norm._arguments(x))

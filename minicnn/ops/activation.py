@@ -4,7 +4,7 @@ Each backward is the local derivative times the incoming gradient, written with 
 already computed (``tanh' = 1 - y**2``, ``sigmoid' = y (1 - y)``, ``exp' = y``).
 """
 from minicnn import backend
-from minicnn.autograd import Function
+from minicnn.autograd import Function, as_tensor
 from minicnn.kernels import elementwise
 
 
@@ -66,6 +66,20 @@ class ReLU(Function):
         return elementwise.relu_backward(gy, self.y)
 
 
+class AddReLU(Function):
+    """``max(a + b, 0)`` of two tensors of one shape, in one pass: the end of a residual block,
+    ``relu(F(x) + x)``, without the sum's own array. Backward: the ReLU's gradient, which is the
+    gradient of both summands (the sum passes it on unchanged)."""
+
+    def forward(self, a, b):
+        self.y = elementwise.add_relu(a, b)
+        return self.y
+
+    def backward(self, gy):
+        g = elementwise.relu_backward(gy, self.y)
+        return g, g
+
+
 class Tanh(Function):
     def forward(self, x):
         self.y = backend.get_array_module(x).tanh(x)
@@ -104,6 +118,16 @@ def abs(x):
 def relu(x):
     """``max(x, 0)`` element-wise."""
     return ReLU()(x)
+
+
+def add_relu(a, b):
+    """``relu(a + b)`` as one op for ``a`` and ``b`` of the same shape (``nn.residual_act`` uses
+    it at the end of the CIFAR ResNet blocks). Not in PyTorch, whose eager mode runs the two."""
+    a, b = as_tensor(a), as_tensor(b)
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"add_relu: the two inputs must have the same shape (no broadcasting), "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    return AddReLU()(a, b)
 
 
 def tanh(x):
