@@ -15,7 +15,9 @@ The changes (each "off" is the code that ran before it, kept here for the compar
   op (``nn.residual_act``), against the modules one after the other;
 - ``dispatch``: the engine's chunks taken from a shared counter by the caller and the pool
   (``minicnn/engine/parallel.py``), against a future per chunk on the pool
-  (``bench_parallel.map_run``).
+  (``bench_parallel.map_run``);
+- ``chunk``: the engine's column chunks of ``chunk_bytes`` = 2 MB (this machine's L2 per
+  core), against 4 MB.
 
 Writes ``benchmarks/results/step_ab.md`` (atomically).
 """
@@ -30,7 +32,7 @@ import bench_parallel
 import bench_training
 from results_io import write_results
 
-CHANGES = ("fusion", "dispatch")
+CHANGES = ("fusion", "dispatch", "chunk")
 
 
 def switch(change):
@@ -44,8 +46,10 @@ def switch(change):
     def set_(on):
         if change == "fusion":
             nn.norm_relu, nn.residual_act = fused if on else unfused
-        else:
+        elif change == "dispatch":
             parallel.Parallel.run = new_run if on else bench_parallel.map_run
+        else:
+            parallel.chunk_bytes = 2 * 2 ** 20 if on else 4 * 2 ** 20
     return set_
 
 

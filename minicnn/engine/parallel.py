@@ -42,11 +42,14 @@ from minicnn.engine.workspace import workspace
 #: Upper bound (bytes) of a layer's column buffers together; the batch is cut into chunks to
 #: stay below it (a single image's columns are the smallest chunk).
 max_column_bytes = int(float(os.environ.get("MINICNN_CONV_MAX_COLUMN_MB", "256")) * 2 ** 20)
-#: Target size (bytes) of a chunk's column matrix (``$MINICNN_CONV_CHUNK_MB``, default 4): small
-#: enough to stay in a core's cache between im2col and the GEMM, large enough for an efficient
-#: GEMM. The 2-core AMD EPYC (Zen 4) here has 2 MB of L2 per core and 32 MB of L3 shared; see
-#: ``benchmarks/bench_parallel.py`` for the measurements behind the default.
-chunk_bytes = int(float(os.environ.get("MINICNN_CONV_CHUNK_MB", "4")) * 2 ** 20)
+#: Target size (bytes) of a chunk's column matrix (``$MINICNN_CONV_CHUNK_MB``, default 2): small
+#: enough to stay in a core's own cache between im2col and the GEMM, large enough for an
+#: efficient GEMM. The 2-core AMD EPYC (Zen 4) here has 2 MB of L2 per core and 32 MB of L3
+#: shared. Whole training steps, 2 MB against the 4 MB used before (``bench_step_ab.py``,
+#: ``chunk``): LeNet-5 3% and ResNet-20 1.4% faster per step (the paired ratios' quartiles on the
+#: same side of 1); 1 MB made ResNet-20 15% slower (a 16-channel 32x32 image's columns are
+#: 576 KB, so one image per chunk).
+chunk_bytes = int(float(os.environ.get("MINICNN_CONV_CHUNK_MB", "2")) * 2 ** 20)
 #: Worker threads that process chunks in parallel (``$MINICNN_NUM_THREADS``; default: the
 #: cores this process may use; see ``minicnn/threads.py``). 1 runs every chunk in the calling
 #: thread.
