@@ -15,7 +15,8 @@ Numba threading policy (the one rule every numba twin follows)
   team of threads in the engine's: on 2 cores that made the copies 10-100 times slower, while
   the serial copy of an in-cache chunk already runs close to ``memcpy`` speed.
 * A kernel that runs over the whole batch in the calling thread (max and average pooling, the
-  batch-norm sums and maps, ReLU from ``elementwise._PARALLEL_MIN`` elements on) is
+  batch-norm sums and maps -- with or without the ReLU fused into them --, ReLU and the fused
+  residual sum + ReLU from ``elementwise._PARALLEL_MIN`` elements on) is
   **parallel** (``parallel=True``, ``prange`` over images, planes or a fixed number of row
   chunks), so that it uses every core. Its OpenMP threads sleep when idle
   (``OMP_WAIT_POLICY=PASSIVE``, ``minicnn/threads.py``), so they leave the cores to whatever

@@ -7,7 +7,8 @@ rerun that changes a result, or a number typed by hand, fails until the two agre
   commands at the top of each log);
 - the gradient-flow sweep (``experiments/gradflow/sweep/sweep_summary.csv``);
 - the transfer experiment (``experiments/transfer/lenet5/results.json``);
-- the training-speed table (``benchmarks/results/training.md``, rows copied verbatim).
+- the training-speed table (``benchmarks/results/training.md``, rows copied verbatim), and the
+  step A/B and per-op tables (``step_ab.md``, ``per_op.md``, the same way).
 
 The residual-learning study has its own check in ``tests/test_residual_study.py``.
 """
@@ -106,3 +107,29 @@ def test_speed_table_rows_are_the_benchmarks():
         assert row in results, f"not a row of benchmarks/results/training.md: {row}"
     processor = _find(r"Processor: ([^,]+?(?:\([^)]*\))?),", "\n".join(results), "processor")[0]
     assert processor in " ".join(README.split()), "the README names the processor measured on"
+
+
+def _rows_after(header_start):
+    """The table rows under the README header line that starts with ``header_start``."""
+    lines = README.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[header + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def test_step_ab_and_per_op_tables_are_the_benchmarks():
+    results = ROOT / "benchmarks" / "results"
+    step_ab = (results / "step_ab.md").read_text().splitlines()
+    rows = _rows_after("| change | model | A: on, ms")
+    assert {row.split("|")[1].strip() for row in rows} == {"fusion", "dispatch", "chunk"}
+    for row in rows:
+        assert row in step_ab, f"not a row of benchmarks/results/step_ab.md: {row}"
+    per_op = (results / "per_op.md").read_text()
+    resnet = per_op[per_op.index("**ResNet-20, option A**"):per_op.index("**plain-20**")]
+    rows = _rows_after("| category | minicnn ms | PyTorch ms")
+    assert rows and all(row in resnet.splitlines() for row in rows), \
+        "the README's per-op rows are benchmarks/results/per_op.md's ResNet-20 rows"

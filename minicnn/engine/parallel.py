@@ -23,7 +23,7 @@ Measured on the 2-core Zen 4: ResNet-20's three 3x3 layer shapes, forward + back
 128, summed, 47.8 ms with a future per chunk and 43.5 ms with the counter at 4 MB chunks (67.8
 and 51.4 ms at 0.5 MB; ``benchmarks/bench_parallel.py``); whole training steps alternating the
 two in one process (``benchmarks/bench_step_ab.py``, change ``dispatch``): ResNet-20 and
-plain-20 11-13% faster with the counter, LeNet-5 5% (results in ``benchmarks/results/``).
+plain-20 12-13% faster with the counter, LeNet-5 6% (results in ``benchmarks/results/``).
 
 NOTE: the pool's threads do not survive ``fork()``; a child process starts without them (the
 ``register_at_fork`` hook below), and the pool is shut down at exit.
@@ -46,8 +46,9 @@ max_column_bytes = int(float(os.environ.get("MINICNN_CONV_MAX_COLUMN_MB", "256")
 #: enough to stay in a core's own cache between im2col and the GEMM, large enough for an
 #: efficient GEMM. The 2-core AMD EPYC (Zen 4) here has 2 MB of L2 per core and 32 MB of L3
 #: shared. Whole training steps, 2 MB against the 4 MB used before, alternating in one process
-#: (``benchmarks/bench_step_ab.py``, change ``chunk``): LeNet-5 3% faster (paired ratio 1.031,
-#: quartiles 1.012-1.057), ResNet-20 and plain-20 within noise.
+#: (``benchmarks/bench_step_ab.py``, change ``chunk``): paired ratios 1.013 (ResNet-20), 1.028
+#: (plain-20) and 1.027 (LeNet-5), each with its lower quartile just below 1: a small gain at
+#: most, within noise.
 chunk_bytes = int(float(os.environ.get("MINICNN_CONV_CHUNK_MB", "2")) * 2 ** 20)
 #: Worker threads that process chunks in parallel (``$MINICNN_NUM_THREADS``; default: the
 #: cores this process may use; see ``minicnn/threads.py``). 1 runs every chunk in the calling
