@@ -42,39 +42,9 @@ TORCH = [("aten::convolution_backward", "convolution"), ("aten::mkldnn_convoluti
          ("aten::_log_softmax", "loss")]
 
 
-def _step_fn(framework, name):
-    import numpy as np
-    batch, shape = bench_training.MODELS[name]
-    rng = np.random.default_rng(0)
-    x_np = rng.random((batch, *shape), dtype=np.float32)
-    y_np = rng.integers(0, 10, batch)
-    if framework == "minicnn":
-        import minicnn as mc
-        import minicnn.nn.functional as F
-        mc.manual_seed(0)
-        model = bench_training.build_minicnn(name)
-        opt = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        x, y, loss_fn = mc.Tensor(x_np), mc.Tensor(y_np), F.cross_entropy
-    else:
-        import torch
-        torch.set_num_threads(os.cpu_count() or 1)
-        torch.manual_seed(0)
-        model = bench_training.build_torch(name)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-        loss_fn = torch.nn.functional.cross_entropy
-
-    def step():
-        loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
-
-
 def child(framework, name, steps, warmup):
     """ms per step in each category, for one framework and model."""
-    step = _step_fn(framework, name)
+    step = bench_training.make_step(framework, name)
     for _ in range(warmup):
         step()
     ms = dict.fromkeys(CATEGORIES, 0.0)

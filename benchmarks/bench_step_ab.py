@@ -26,7 +26,6 @@ import os
 import statistics
 import time
 
-import numpy as np
 
 import bench_parallel
 import bench_training
@@ -55,22 +54,8 @@ def switch(change):
 
 def measure(model_name, change, steps):
     """Step times (s) with the change on and off, alternating ABBA."""
-    import minicnn as mc
-    import minicnn.nn.functional as F
-    batch, shape = bench_training.MODELS[model_name]
-    rng = np.random.default_rng(0)
-    x = mc.Tensor(rng.random((batch, *shape), dtype=np.float32))
-    y = mc.Tensor(rng.integers(0, 10, batch))
-    mc.manual_seed(0)
-    model = bench_training.build_minicnn(model_name)
-    opt = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step = bench_training.make_step("minicnn", model_name)
     set_ = switch(change)
-
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
 
     times = {True: [], False: []}
     for on in (True, False):          # warm-up: compile and fill the buffers in both variants

@@ -128,8 +128,9 @@ def training_gflop_per_image(name):
     return 2 * macs / 1e9
 
 
-def run_one(framework, name, steps, warmup):
-    """Time `steps` training steps in this process; returns a dict (printed as JSON)."""
+def make_step(framework, name):
+    """One training step of model ``name`` in ``framework`` ("minicnn" or "torch") on a fixed
+    random batch, as a function of no arguments (also used by bench_per_op and bench_step_ab)."""
     import numpy as np
     batch, shape = MODELS[name]
     rng = np.random.default_rng(0)
@@ -157,7 +158,13 @@ def run_one(framework, name, steps, warmup):
         opt.zero_grad()
         loss.backward()
         opt.step()
+    return step
 
+
+def run_one(framework, name, steps, warmup):
+    """Time `steps` training steps in this process; returns a dict (printed as JSON)."""
+    batch = MODELS[name][0]
+    step = make_step(framework, name)
     for _ in range(warmup):
         step()
     times = []
