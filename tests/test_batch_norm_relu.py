@@ -11,6 +11,7 @@ import minicnn as mc
 import minicnn.nn as nn
 import minicnn.nn.functional as F
 from minicnn.kernels import normalization as K
+from minicnn.models.resnet import resnet18, resnet50
 from minicnn.models.resnet_cifar import resnet20
 from minicnn.ops import normalization
 
@@ -119,10 +120,12 @@ def test_norm_relu_runs_the_modules_when_a_hook_watches_or_the_pair_is_not_bn_re
         np.testing.assert_array_equal(y.numpy(), activation(norm(x)).numpy())
 
 
-def test_resnet_and_plain_nets_give_the_same_loss_and_gradients_fused_or_not(monkeypatch):
+@pytest.mark.parametrize("make, size", [(resnet20, 16), (resnet18, 32), (resnet50, 32)])
+def test_resnet_and_plain_nets_give_the_same_loss_and_gradients_fused_or_not(monkeypatch, make,
+                                                                              size):
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((8, 3, 16, 16)).astype(np.float32)
-    labels = rng.integers(0, 10, 8)
+    x = rng.standard_normal((4, 3, size, size)).astype(np.float32)
+    labels = rng.integers(0, 10, 4)
     for plain in (False, True):
         results = []
         for fuse in (True, False):
@@ -130,7 +133,7 @@ def test_resnet_and_plain_nets_give_the_same_loss_and_gradients_fused_or_not(mon
                 monkeypatch.setattr(nn, "norm_relu", lambda norm, act, x: act(norm(x)))
                 monkeypatch.setattr(nn, "residual_act", lambda act, out, x: act(out + x))
             mc.manual_seed(0)
-            model = resnet20(plain=plain)
+            model = make(num_classes=10, plain=plain)
             loss = F.cross_entropy(model(mc.Tensor(x)), mc.Tensor(labels))
             loss.backward()
             results.append((loss.item(), [p.grad.copy() for p in model.parameters()]))
@@ -138,7 +141,10 @@ def test_resnet_and_plain_nets_give_the_same_loss_and_gradients_fused_or_not(mon
         (loss_f, grads_f), (loss_u, grads_u) = results
         assert loss_f == loss_u
         for a, b in zip(grads_f, grads_u):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+            # the sums' order differs (float64, rounded to float32), and a deep net with batch
+            # norm over few values per channel (ResNet-18/50's last stage here: 4 images at 1x1)
+            # amplifies a last-bit difference; measured worst: 1.8e-5 of a weight's largest grad
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
 
 
 def test_bad_arguments_give_clear_errors():

@@ -63,12 +63,13 @@ class BasicBlock(nn.Module):
         self.residual = residual
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))  # N x planes x H/stride x W/stride
+        # relu(bn1(conv1(x))); nn.norm_relu runs batch norm + ReLU as one fused op (same numbers)
+        out = nn.norm_relu(self.bn1, self.relu, self.conv1(x))  # N x planes x H/s x W/s
+        if not self.residual:                     # plain: relu(bn2(conv2(out))), fused alike
+            return nn.norm_relu(self.bn2, self.relu, self.conv2(out))
         out = self.bn2(self.conv2(out))           # N x planes x H/stride x W/stride
-        if self.residual:
-            identity = x if self.downsample is None else self.downsample(x)  # same as out
-            out = out + identity                  # the shortcut: F(x) + x
-        return self.relu(out)                     # N x planes x H/stride x W/stride
+        identity = x if self.downsample is None else self.downsample(x)  # same shape as out
+        return nn.residual_act(self.relu, out, identity)  # the shortcut: relu(F(x) + x), fused
 
 
 class Bottleneck(nn.Module):
@@ -94,13 +95,14 @@ class Bottleneck(nn.Module):
         self.residual = residual
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))  # N x planes x H x W
-        out = self.relu(self.bn2(self.conv2(out)))  # N x planes x H/stride x W/stride
+        # relu(bn(conv(.))) twice; nn.norm_relu fuses each batch norm + ReLU (same numbers)
+        out = nn.norm_relu(self.bn1, self.relu, self.conv1(x))     # N x planes x H x W
+        out = nn.norm_relu(self.bn2, self.relu, self.conv2(out))   # N x planes x H/s x W/s
+        if not self.residual:
+            return nn.norm_relu(self.bn3, self.relu, self.conv3(out))
         out = self.bn3(self.conv3(out))           # N x 4*planes x H/stride x W/stride
-        if self.residual:
-            identity = x if self.downsample is None else self.downsample(x)  # same as out
-            out = out + identity                  # the shortcut: F(x) + x
-        return self.relu(out)                     # N x 4*planes x H/stride x W/stride
+        identity = x if self.downsample is None else self.downsample(x)  # same shape as out
+        return nn.residual_act(self.relu, out, identity)  # the shortcut: relu(F(x) + x), fused
 
 
 class ResNet(nn.Module):
@@ -164,7 +166,7 @@ class ResNet(nn.Module):
         return [b for layer in (self.layer1, self.layer2, self.layer3, self.layer4) for b in layer]
 
     def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))  # N x 64 x 112 x 112 (from N x 3 x 224 x 224)
+        x = nn.norm_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1(x))): N x 64 x 112^2
         x = self.maxpool(x)                     # N x 64 x 56 x 56
         x = self.layer1(x)                      # N x 64*e x 56 x 56 (e: block.expansion)
         x = self.layer2(x)                      # N x 128*e x 28 x 28
