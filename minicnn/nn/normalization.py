@@ -122,7 +122,6 @@ class LocalResponseNorm(Module):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
-
 def norm_relu(norm, act, x):
     """``act(norm(x))``, with batch norm and ReLU fused into one op when they can be.
 

@@ -122,7 +122,7 @@ def relu(x):
 
 def add_relu(a, b):
     """``relu(a + b)`` as one op for ``a`` and ``b`` of the same shape (``nn.residual_act`` uses
-    it at the end of the CIFAR ResNet blocks). Not in PyTorch, whose eager mode runs the two."""
+    it at the end of the ResNet blocks). Not in PyTorch, whose eager mode runs the two."""
     a, b = as_tensor(a), as_tensor(b)
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"add_relu: the two inputs must have the same shape (no broadcasting), "

@@ -146,7 +146,7 @@ def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None, traini
     numbers, in fewer passes over memory. The ReLU is applied as the normalised value is written,
     and backward recomputes where it passed from ``x``, which batch norm's backward reads anyway
     (``kernels/normalization.py`` counts the passes: 3 + 5 instead of 5 + 8). Not in PyTorch
-    (whose eager mode runs the two ops); ``nn.norm_relu`` uses it inside the CIFAR ResNets."""
+    (whose eager mode runs the two ops); ``nn.norm_relu`` uses it inside the ResNets."""
     op = "batch_norm_relu"
     if x.ndim < 2:
         raise ValueError(f"{op}: expected an input of shape (N, C) or (N, C, ...), got shape "
