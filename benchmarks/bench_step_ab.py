@@ -81,7 +81,8 @@ def main():
                         help="pairs of steps (LeNet-5 runs 10 times as many)")
     args = parser.parse_args()
     lines = [f"Processor: {bench_training.processor()}, {os.cpu_count()} cores. One process; for "
-             f"each (change, model) a fresh model, alternating steps with the change on (A) and off (B), ABBA; "
+             f"each (change, model) a fresh model, alternating steps with the change on (A) "
+             f"and off (B), ABBA; "
              f"{args.steps} pairs (LeNet-5: {10 * args.steps}). Paired ratio: B/A of "
              f"neighbouring steps, median (quartiles); > 1 means the change is faster.", "",
              "| change | model | A: on, ms | B: off, ms | paired B/A |",

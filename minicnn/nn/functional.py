@@ -12,10 +12,10 @@ from minicnn.ops.normalization import batch_norm, batch_norm_relu, local_respons
 from minicnn.ops.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from minicnn.ops.resize import center_crop, interpolate
 
-__all__ = ["linear", "relu", "add_relu", "tanh", "sigmoid", "softmax", "log_softmax", "cross_entropy",
-           "mse_loss", "pad", "flatten", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
-           "adaptive_avg_pool2d", "batch_norm", "batch_norm_relu", "local_response_norm", "dropout",
-           "dropout2d", "interpolate", "center_crop"]
+__all__ = ["linear", "relu", "add_relu", "tanh", "sigmoid", "softmax", "log_softmax",
+           "cross_entropy", "mse_loss", "pad", "flatten", "conv2d", "conv_transpose2d",
+           "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "batch_norm_relu",
+           "local_response_norm", "dropout", "dropout2d", "interpolate", "center_crop"]
 
 
 def relu(input, inplace=False):

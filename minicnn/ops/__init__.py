@@ -9,8 +9,8 @@ from minicnn.ops.reduce import amax, amin, max, mean, min, std, sum, var
 from minicnn.ops.shape import (cat, clone, flatten, getitem, pad, permute, reshape, split,
                                squeeze, stack, transpose, unsqueeze)
 
-__all__ = ["abs", "add_relu", "exp", "log", "relu", "sigmoid", "sqrt", "tanh", "add", "astype", "clamp",
-           "clip", "div", "matmul", "maximum", "minimum", "mul", "neg", "pow", "sub", "to_device",
-           "linear", "cross_entropy", "log_softmax", "mse_loss", "softmax", "amax", "amin", "max",
-           "mean", "min", "std", "sum", "var", "cat", "clone", "flatten", "getitem", "pad",
-           "permute", "reshape", "split", "squeeze", "stack", "transpose", "unsqueeze"]
+__all__ = ["abs", "add_relu", "exp", "log", "relu", "sigmoid", "sqrt", "tanh", "add", "astype",
+           "clamp", "clip", "div", "matmul", "maximum", "minimum", "mul", "neg", "pow", "sub",
+           "to_device", "linear", "cross_entropy", "log_softmax", "mse_loss", "softmax", "amax",
+           "amin", "max", "mean", "min", "std", "sum", "var", "cat", "clone", "flatten", "getitem",
+           "pad", "permute", "reshape", "split", "squeeze", "stack", "transpose", "unsqueeze"]

@@ -128,16 +128,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     ``training=False``: normalise with the running statistics. ``weight`` (gamma) and ``bias``
     (beta), shape (C,), scale and shift the result. Output: ``x``'s shape, dtype and layout.
     """
-    op = "batch_norm"
     if x.ndim == 1 and x.shape[0] == 0:
         # PyTorch takes an empty 1-D input too (no channel axis: running stats of shape (0,))
         return reshape(batch_norm(reshape(x, 0, 0), running_mean, running_var, weight, bias,
                                   training, momentum, eps), 0)
-    if x.ndim < 2:
-        raise ValueError(f"{op}: expected an input of shape (N, C) or (N, C, ...), got shape "
-                         f"{tuple(x.shape)}")
-    running_mean, running_var = _array(running_mean), _array(running_var)
-    return _batch_norm(op, x, running_mean, running_var, weight, bias, training, momentum, eps)
+    return _batch_norm("batch_norm", x, running_mean, running_var, weight, bias, training,
+                       momentum, eps)
 
 
 def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None, training=False,
@@ -147,17 +143,17 @@ def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None, traini
     and backward recomputes where it passed from ``x``, which batch norm's backward reads anyway
     (``kernels/normalization.py`` counts the passes: 3 + 5 instead of 5 + 8). Not in PyTorch
     (whose eager mode runs the two ops); ``nn.norm_relu`` uses it inside the ResNets."""
-    op = "batch_norm_relu"
-    if x.ndim < 2:
-        raise ValueError(f"{op}: expected an input of shape (N, C) or (N, C, ...), got shape "
-                         f"{tuple(x.shape)}")
-    return _batch_norm(op, x, _array(running_mean), _array(running_var), weight, bias, training,
+    return _batch_norm("batch_norm_relu", x, running_mean, running_var, weight, bias, training,
                        momentum, eps, relu=True)
 
 
 def _batch_norm(op, x, running_mean, running_var, weight, bias, training, momentum, eps,
                 relu=False):
     """:func:`batch_norm`'s checks and op (shared with :func:`batch_norm_relu`)."""
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected an input of shape (N, C) or (N, C, ...), got shape "
+                         f"{tuple(x.shape)}")
+    running_mean, running_var = _array(running_mean), _array(running_var)
     c = x.shape[1]
     for name, value in (("running_mean", running_mean), ("running_var", running_var),
                         ("weight", weight), ("bias", bias)):
